@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Booting the guest under QEMU.
+//!
+//! The guest has a minimal initramfs: a static busybox and `guest/init.sh`. The init
+//! mounts the host's root file system read-only over virtio-9p and chroots into it,
+//! so fio, the shell and the test programs are the host's own binaries with their
+//! libraries: no root file system image to build or keep in sync. A second 9p share,
+//! read-write, is the boot's work folder: `run.sh` (what to do) in, results out.
+//!
+//! Why not virtme-ng: it is not packaged in Debian 12, and every boot here needs an
+//! exact PCIe topology (a switch with two CMB-bearing NVMe, a third NVMe on its own
+//! root port), a per-boot kernel command line and the raw serial console for splat
+//! detection; the init that remains is about twenty lines of shell.
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INIT: &str = include_str!("../guest/init.sh");
+const BUSYBOX: &str = "/bin/busybox";
+
+/// NVMe serial numbers the tests use to find the devices.
+pub const SERIAL_A: &str = "p2p-a";
+pub const SERIAL_B: &str = "p2p-b";
+pub const SERIAL_LONE: &str = "p2p-lone";
+
+/// Appends one newc cpio entry.
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
+    let namesize = name.len() + 1;
+    let hdr = format!(
+        "070701{ino:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{namesize:08X}{:08X}",
+        0,
+        0,
+        1,
+        0,
+        data.len(),
+        0,
+        0,
+        0,
+        0,
+        0
+    );
+    out.extend_from_slice(hdr.as_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out.extend_from_slice(data);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
+
+/// Builds the initramfs (uncompressed newc cpio) in memory.
+pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let dirs = ["bin", "dev", "proc", "sys", "host"];
+    let mut ino = 1;
+    for d in dirs {
+        cpio_entry(&mut out, ino, d, 0o040755, &[]);
+        ino += 1;
+    }
+    cpio_entry(&mut out, ino, "bin/busybox", 0o100755, busybox);
+    cpio_entry(&mut out, ino + 1, "init", 0o100755, INIT.as_bytes());
+    cpio_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
+    out
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// Folder shared read-write with the guest as `/tmp/work`; holds `run.sh`.
+    pub work: PathBuf,
+    pub disks: PathBuf,
+    pub cmdline: String,
+    pub kvm: bool,
+    pub memory_mib: u32,
+    pub timeout: Duration,
+}
+
+/// What came back from a boot.
+#[derive(Debug)]
+pub struct Outcome {
+    pub console: PathBuf,
+    pub qemu_stderr: PathBuf,
+    /// The guest's `run.sh` finished and the guest powered off by itself.
+    pub finished: bool,
+    pub timed_out: bool,
+    pub seconds: f64,
+}
+
+/// QEMU arguments for the harness topology: NVMe `p2p-a` and `p2p-b` with 64 MiB
+/// CMBs behind one PCIe switch, and `p2p-lone` (also with a CMB) on its own root port.
+pub fn qemu_args(b: &Boot) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |s: &str| a.extend(s.split_whitespace().map(String::from));
+    push("-M q35 -nodefaults -display none -no-reboot -monitor none -serial stdio");
+    if b.kvm {
+        push("-accel kvm -cpu host");
+    } else {
+        push("-accel tcg,thread=multi -cpu max");
+    }
+    push(&format!("-smp 2 -m {}", b.memory_mib));
+    a.push("-kernel".into());
+    a.push(b.kernel.display().to_string());
+    a.push("-initrd".into());
+    a.push(b.initramfs.display().to_string());
+    a.push("-append".into());
+    a.push(b.cmdline.clone());
+    a.push("-virtfs".into());
+    a.push("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap".into());
+    a.push("-virtfs".into());
+    a.push(format!("local,path={},mount_tag=work,security_model=none,multidevs=remap", b.work.display()));
+    let mut push = |s: String| a.extend(s.split_whitespace().map(String::from));
+    push("-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1".into());
+    push("-device x3130-upstream,id=sw1,bus=rp1".into());
+    push("-device xio3130-downstream,id=dn1,bus=sw1,chassis=2,slot=0".into());
+    push("-device xio3130-downstream,id=dn2,bus=sw1,chassis=3,slot=1".into());
+    push("-device pcie-root-port,id=rp2,bus=pcie.0,chassis=4,slot=2".into());
+    for (serial, bus) in [(SERIAL_A, "dn1"), (SERIAL_B, "dn2"), (SERIAL_LONE, "rp2")] {
+        let img = b.disks.join(format!("{serial}.img"));
+        push(format!("-drive file={},if=none,id=d-{serial},format=raw,cache=unsafe", img.display()));
+        push(format!("-device nvme,serial={serial},drive=d-{serial},bus={bus},cmb_size_mb=64"));
+    }
+    a
+}
+
+/// Creates the NVMe backing files (sparse, 512 MiB) if missing.
+pub fn ensure_disks(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    for s in [SERIAL_A, SERIAL_B, SERIAL_LONE] {
+        let p = dir.join(format!("{s}.img"));
+        if !p.exists() {
+            let f = fs::File::create(&p)?;
+            f.set_len(512 << 20)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the initramfs next to the kernel if it is missing or stale.
+pub fn ensure_initramfs(path: &Path) -> Result<()> {
+    let bb = fs::read(BUSYBOX).with_context(|| format!("reading {BUSYBOX} (package busybox-static)"))?;
+    let data = initramfs(&bb);
+    if fs::read(path).ok().as_deref() != Some(&data[..]) {
+        fs::write(path, data)?;
+    }
+    Ok(())
+}
+
+/// Lines of the console worth echoing live.
+fn interesting(line: &str) -> bool {
+    let l = crate::tap::strip_kernel_prefix(line);
+    l.starts_with("harness:") || l.starts_with("ok ") || l.starts_with("not ok ") || l.starts_with("demo:")
+}
+
+/// Boots, streams the console into `work/console.log`, and waits for power-off or
+/// the timeout.
+pub fn boot(b: &Boot) -> Result<Outcome> {
+    let console = b.work.join("console.log");
+    let qemu_stderr = b.work.join("qemu-stderr.log");
+    let mut log = fs::File::create(&console)?;
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(qemu_args(b))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&qemu_stderr)?)
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while let Ok(n) = r.read_until(b'\n', &mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buf).trim_end_matches('\n').to_string());
+            buf.clear();
+        }
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                writeln!(log, "{line}")?;
+                if interesting(&line) {
+                    println!("    | {}", crate::tap::strip_kernel_prefix(&line));
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            Err(_) => {}
+        }
+        if child.try_wait()?.is_some() {
+            // Drain what is left.
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                writeln!(log, "{line}")?;
+            }
+            break;
+        }
+        if start.elapsed() > b.timeout {
+            timed_out = true;
+            let _ = child.kill();
+            let _ = child.wait();
+            writeln!(log, "harness: guest killed after {} s (timeout)", b.timeout.as_secs())?;
+            break;
+        }
+    }
+    let finished = !timed_out && b.work.join("results/done").exists();
+    Ok(Outcome { console, qemu_stderr, finished, timed_out, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Checks that a boot produced its results; returns an error naming what happened.
+pub fn require_finished(o: &Outcome) -> Result<()> {
+    if o.timed_out {
+        bail!("the guest did not finish in time (hang?): see {}", o.console.display());
+    }
+    if !o.finished {
+        bail!("the guest stopped before its run finished (crash or panic?): see {}", o.console.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpio_layout() {
+        let img = initramfs(b"BB");
+        assert!(img.starts_with(b"070701"));
+        assert_eq!(img.len() % 4, 0);
+        let s = String::from_utf8_lossy(&img);
+        assert!(s.contains("bin/busybox\0"));
+        assert!(s.contains("init\0"));
+        assert!(s.ends_with("TRAILER!!!\0\0\0\0") || s.contains("TRAILER!!!\0"));
+        // Every header is 110 bytes and starts 4-byte aligned.
+        let mut off = 0;
+        let mut names = Vec::new();
+        while off < img.len() {
+            let h = std::str::from_utf8(&img[off..off + 110]).unwrap();
+            assert_eq!(&h[..6], "070701");
+            let field = |i: usize| usize::from_str_radix(&h[6 + i * 8..14 + i * 8], 16).unwrap();
+            let (size, namesize) = (field(6), field(11));
+            let name = std::str::from_utf8(&img[off + 110..off + 110 + namesize - 1]).unwrap().to_string();
+            off = (off + 110 + namesize).div_ceil(4) * 4;
+            off = (off + size).div_ceil(4) * 4;
+            names.push(name.clone());
+            if name == "TRAILER!!!" {
+                break;
+            }
+        }
+        assert_eq!(names, ["bin", "dev", "proc", "sys", "host", "bin/busybox", "init", "TRAILER!!!"]);
+    }
+
+    #[test]
+    fn topology() {
+        let b = Boot {
+            kernel: "/k".into(),
+            initramfs: "/i".into(),
+            work: "/w".into(),
+            disks: "/d".into(),
+            cmdline: "console=ttyS0 p2pdma.impl=c".into(),
+            kvm: false,
+            memory_mib: 4096,
+            timeout: Duration::from_secs(1),
+        };
+        let a = qemu_args(&b).join(" ");
+        assert!(a.contains("-accel tcg"));
+        assert!(a.contains("serial=p2p-a,drive=d-p2p-a,bus=dn1,cmb_size_mb=64"));
+        assert!(a.contains("serial=p2p-b,drive=d-p2p-b,bus=dn2,cmb_size_mb=64"));
+        assert!(a.contains("serial=p2p-lone,drive=d-p2p-lone,bus=rp2"));
+        assert!(a.contains("x3130-upstream,id=sw1,bus=rp1"));
+        let args = qemu_args(&b);
+        let i = args.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(args[i + 1], "console=ttyS0 p2pdma.impl=c");
+    }
+}

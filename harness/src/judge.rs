@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Judging one boot: test results, KUnit, splats, leaks, taint.
+
+use crate::splat;
+use crate::tap::{self, Status};
+use std::fs;
+use std::path::Path;
+
+/// The verdict of one boot.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub passed: Vec<String>,
+    pub failed: Vec<String>,
+    /// Problems that are not a single test: splats, leaks, a missing result file.
+    pub problems: Vec<String>,
+    /// Things to report that are neither pass nor fail (emulator limitations).
+    pub notes: Vec<String>,
+    pub splats: Vec<splat::Splat>,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// Parses an expected-tests file: `binary: test` per line, `#` comments.
+pub fn expected_tests(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(b, t)| (b.trim().to_string(), t.trim().to_string())))
+        .collect()
+}
+
+/// Judges the TAP output of one kselftest binary against the tests it must run.
+pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i32>, expected: &[String]) {
+    let Some(text) = text else {
+        v.problems.push(format!("{binary}: no output (did it run?)"));
+        v.failed.extend(expected.iter().map(|t| format!("{binary}: {t} (missing)")));
+        return;
+    };
+    let rep = tap::parse(text);
+    if let Some(b) = &rep.bail_out {
+        v.problems.push(format!("{binary}: bailed out: {b}"));
+    }
+    let ran = rep.top().count();
+    match rep.plan {
+        Some(n) if n != ran => v.problems.push(format!("{binary}: planned {n} tests, {ran} reported (crashed?)")),
+        None => v.problems.push(format!("{binary}: no TAP plan")),
+        _ => {}
+    }
+    for p in rep.top() {
+        let name = format!("{binary}: {}", p.name);
+        match &p.status {
+            Status::Pass => v.passed.push(name),
+            Status::Fail => v.failed.push(name),
+            Status::Skip(why) => v.failed.push(format!("{name} (skipped: {why})")),
+        }
+    }
+    for t in expected {
+        if !rep.top().any(|p| &p.name == t) {
+            v.failed.push(format!("{binary}: {t} (expected, not run)"));
+        }
+    }
+    if rc != Some(0) && v.failed.iter().all(|f| !f.starts_with(&format!("{binary}:"))) {
+        v.problems.push(format!("{binary}: exit status {rc:?} with no failed test"));
+    }
+}
+
+/// Judges KUnit results in the console log: every case must pass, and each
+/// expected suite must have run.
+pub fn judge_kunit(v: &mut Verdict, console: &str, expected_suites: &[String]) {
+    let rep = tap::parse(&kunit_section(console));
+    for p in rep.leaves() {
+        let name = format!("kunit: {}", p.name);
+        match &p.status {
+            Status::Pass => v.passed.push(name),
+            Status::Fail => v.failed.push(name),
+            Status::Skip(why) => v.failed.push(format!("{name} (skipped: {why})")),
+        }
+    }
+    for s in expected_suites {
+        if !rep.top().any(|p| &p.name == s) {
+            v.failed.push(format!("kunit: suite {s} (expected, not run)"));
+        }
+    }
+}
+
+/// KUnit prints its KTAP at boot, before init runs; the rest of the log is ours.
+fn kunit_section(console: &str) -> String {
+    let mut out = String::new();
+    for l in console.lines() {
+        let body = tap::strip_kernel_prefix(l);
+        if body.starts_with("harness: guest up") {
+            break;
+        }
+        out.push_str(body);
+        out.push('\n');
+    }
+    out
+}
+
+/// Scans the console, kmemleak and taint.
+pub fn judge_kernel(v: &mut Verdict, console: &str, results: &Path, qemu_stderr: &str) {
+    v.splats = splat::scan(console);
+    for s in &v.splats {
+        v.problems.push(format!("kernel splat ({}) at console line {}: {}", s.kind, s.line, s.text));
+    }
+    match fs::read_to_string(results.join("kmemleak.txt")) {
+        Ok(t) if !t.trim().is_empty() => {
+            let n = t.matches("unreferenced object").count();
+            v.problems.push(format!("kmemleak: {n} unreferenced object(s), see {}", results.join("kmemleak.txt").display()));
+        }
+        _ => {}
+    }
+    if let Ok(t) = fs::read_to_string(results.join("tainted")) {
+        if let Ok(n) = t.trim().parse::<u64>() {
+            let bad = splat::bad_taint(n);
+            if !bad.is_empty() {
+                v.problems.push(format!("kernel tainted: {bad} ({n})"));
+            }
+        }
+    }
+    if qemu_stderr.contains("Blocked re-entrant IO") {
+        v.notes.push(
+            "QEMU printed 'Blocked re-entrant IO on MemoryRegion: nvme-cmb': an emulator limitation for \
+             P2P into a busy CMB; data checks in this boot may reflect the emulator"
+                .into(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_file() {
+        let e = expected_tests("# comment\np2pdma_test: p2pmem.mmap_rw\n\np2pdma_test: odirect.same # x\n");
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1], ("p2pdma_test".into(), "odirect.same".into()));
+    }
+
+    #[test]
+    fn tap_missing_and_skipped_fail() {
+        let mut v = Verdict::default();
+        let text = "TAP version 13\n1..2\nok 1 a.x\nok 2 a.y # SKIP no device\n";
+        judge_tap(&mut v, "t", Some(text), Some(0), &["a.x".into(), "a.y".into(), "a.z".into()]);
+        assert_eq!(v.passed, ["t: a.x"]);
+        assert_eq!(v.failed.len(), 2, "{:?}", v.failed);
+        assert!(!v.ok());
+    }
+
+    #[test]
+    fn tap_crash_midway() {
+        let mut v = Verdict::default();
+        judge_tap(&mut v, "t", Some("1..3\nok 1 a\n"), Some(139), &["a".into()]);
+        assert!(v.problems.iter().any(|p| p.contains("planned 3")));
+        assert!(!v.ok());
+    }
+
+    #[test]
+    fn tap_all_good() {
+        let mut v = Verdict::default();
+        judge_tap(&mut v, "t", Some("1..1\nok 1 a\n"), Some(0), &["a".into()]);
+        assert!(v.ok(), "{v:?}");
+    }
+
+    #[test]
+    fn kunit_from_console() {
+        let console = "[    1.0] KTAP version 1\n[    1.0] 1..1\n[    1.1]     # Subtest: s\n[    1.1]     1..1\n[    1.2]     ok 1 c\n[    1.3] ok 1 s\n[    2.0] harness: guest up\nok 1 later\n";
+        let mut v = Verdict::default();
+        judge_kunit(&mut v, console, &["s".into(), "missing".into()]);
+        assert_eq!(v.passed, ["kunit: s.c"]);
+        assert_eq!(v.failed, ["kunit: suite missing (expected, not run)"]);
+    }
+
+    #[test]
+    fn kernel_problems() {
+        let dir = std::env::temp_dir().join(format!("judge-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("tainted"), "512\n").unwrap();
+        fs::write(dir.join("kmemleak.txt"), "unreferenced object 0xffff (size 64):\n").unwrap();
+        let mut v = Verdict::default();
+        judge_kernel(&mut v, "[ 1.0] WARNING: CPU: 0 PID: 1 at x.c:1 f\n", &dir, "Blocked re-entrant IO on MemoryRegion: nvme-cmb");
+        assert_eq!(v.splats.len(), 1);
+        assert_eq!(v.problems.len(), 3, "{:?}", v.problems);
+        assert_eq!(v.notes.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Kernel source, build tree and build.
+//!
+//! Layout of the cache (default `~/.cache/p2pdma-rs`, or `$P2PDMA_CACHE`):
+//!
+//! - `src/linux-source-7.3_*.deb`: the Debian package, fetched and verified by apt;
+//! - `linux/`: the source tree, a git repository whose tag `pristine` is the unpacked
+//!   package; the harness checks out "pristine + patches + overlay" into it,
+//!   rewriting only the files whose content changed, so make rebuilds only those;
+//! - `out/<profile>/`: one `O=` build directory per kernel profile (`base`, `debug`).
+
+use crate::util::{self, run, run_capture};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const LLVM: &str = "LLVM=-19";
+
+/// Top-level kernel directories: repository files under these are overlaid.
+const OVERLAY_DIRS: &[&str] = &[
+    "Documentation", "arch", "block", "drivers", "fs", "include", "kernel", "lib", "mm",
+    "rust", "samples", "scripts", "tools",
+];
+
+/// A kernel profile: which fragments make its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Small server kernel for the demo and benchmarks.
+    Base,
+    /// Base plus KASAN, lockdep, DEBUG_VM, ... for the tests.
+    Debug,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Base => "base",
+            Profile::Debug => "debug",
+        }
+    }
+
+    fn fragments(self) -> &'static [&'static str] {
+        match self {
+            Profile::Base => &["kconfig/base.config"],
+            Profile::Debug => &["kconfig/base.config", "kconfig/debug.config"],
+        }
+    }
+}
+
+/// Paths the harness works with.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The project repository.
+    pub repo: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Paths {
+    pub fn tree(&self) -> PathBuf {
+        self.cache.join("linux")
+    }
+    pub fn out(&self, p: Profile) -> PathBuf {
+        self.cache.join("out").join(p.name())
+    }
+    pub fn bzimage(&self, p: Profile) -> PathBuf {
+        self.out(p).join("arch/x86/boot/bzImage")
+    }
+}
+
+/// Environment for kernel builds: rustup's toolchain and cargo-installed bindgen on PATH.
+pub fn build_env(cmd: &mut Command) {
+    if let Some(home) = std::env::var_os("HOME") {
+        let cargo_bin = Path::new(&home).join(".cargo/bin");
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut parts = vec![cargo_bin];
+        parts.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(parts).expect("PATH"));
+    }
+    cmd.env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib");
+}
+
+/// Step 1: make sure `linux/` holds the pristine Debian source, tagged `pristine`.
+pub fn fetch(paths: &Paths) -> Result<()> {
+    let tree = paths.tree();
+    if tree.join(".git").exists()
+        && run_capture(Command::new("git").arg("-C").arg(&tree).args(["rev-parse", "-q", "--verify", "pristine"])).is_ok()
+    {
+        return Ok(());
+    }
+    let src = paths.cache.join("src");
+    fs::create_dir_all(&src)?;
+    let deb = find_deb(&src)?;
+    let deb = match deb {
+        Some(d) => d,
+        None => {
+            util::step("fetch", "apt-get download linux-source-7.3 (signature and hash checked by apt)");
+            run(Command::new("apt-get").args(["download", "linux-source-7.3"]).current_dir(&src))?;
+            find_deb(&src)?.context("apt-get download left no linux-source-7.3 .deb")?
+        }
+    };
+    // Debian's own integrity check of the package's contents, on top of apt's.
+    let staging = paths.cache.join("linux.tmp");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging)?;
+    util::step("fetch", &format!("unpacking {}", deb.display()));
+    run(Command::new("sh").arg("-c").arg(format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -xO ./usr/src/linux-source-7.3.tar.xz | tar -xJ -C '{}'",
+        deb.display(),
+        staging.display()
+    )))?;
+    let unpacked = staging.join("linux-source-7.3");
+    let makefile = fs::read_to_string(unpacked.join("Makefile")).context("unpacked tree has no Makefile")?;
+    if !makefile.contains("\nVERSION = 7\n") || !makefile.contains("\nPATCHLEVEL = 3\n") {
+        bail!("the unpacked source is not Linux 7.3");
+    }
+    // Debian's tarball ignores everything at the top level; drop that block so the
+    // tree can be tracked.
+    let gi = unpacked.join(".gitignore");
+    let text = fs::read_to_string(&gi)?;
+    if let Some(i) = text.find("#\n# Debian packaging: ignore everything") {
+        fs::write(&gi, &text[..i])?;
+    }
+    util::step("fetch", "recording the pristine tree (git, about a minute)");
+    let git = |args: &[&str]| run(Command::new("git").arg("-C").arg(&unpacked).args(args));
+    git(&["init", "-q", "-b", "pristine"])?;
+    git(&["add", "-A"])?;
+    git(&["-c", "user.name=p2pdma-harness", "-c", "user.email=harness@localhost", "commit", "-q", "-m", "linux-source-7.3 (pristine)"])?;
+    git(&["tag", "pristine"])?;
+    let _ = fs::remove_dir_all(&tree);
+    fs::rename(&unpacked, &tree)?;
+    let _ = fs::remove_dir_all(&staging);
+    Ok(())
+}
+
+fn find_deb(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut debs: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("linux-source-7.3_") && n.ends_with(".deb")
+        })
+        .collect();
+    debs.sort();
+    Ok(debs.pop())
+}
+
+/// The repository's overlay files: (path relative to the repo, executable).
+fn overlay_files(repo: &Path) -> Result<Vec<(String, bool)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = OVERLAY_DIRS.iter().map(|d| repo.join(d)).filter(|p| p.is_dir()).collect();
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let p = e.path();
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let rel = p.strip_prefix(repo).unwrap().to_string_lossy().into_owned();
+                let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
+                out.push((rel, exec));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The repository's patches, in order.
+pub fn patch_files(repo: &Path) -> Result<Vec<PathBuf>> {
+    let dir = repo.join("patches");
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Step 2: check out pristine + patches + overlay into the tree, touching only
+/// files whose content changed. Returns the git tree id of the result.
+pub fn prepare(paths: &Paths) -> Result<String> {
+    let tree = paths.tree();
+    let index = paths.cache.join("prepare.index");
+    let _ = fs::remove_file(&index);
+    let git = || {
+        let mut c = Command::new("git");
+        c.arg("-C").arg(&tree).env("GIT_INDEX_FILE", &index);
+        c
+    };
+    run(git().args(["read-tree", "pristine"]))?;
+    for p in patch_files(&paths.repo)? {
+        run(git().args(["apply", "--cached", "--whitespace=nowarn"]).arg(&p))
+            .with_context(|| format!("patch {} does not apply to linux 7.3", p.display()))?;
+    }
+    let files = overlay_files(&paths.repo)?;
+    if !files.is_empty() {
+        // Write blobs in one go, then add them to the temporary index.
+        let mut hash = git();
+        hash.args(["hash-object", "-w", "--stdin-paths"]);
+        let input: String = files.iter().map(|(f, _)| format!("{}\n", paths.repo.join(f).display())).collect();
+        let ids = util::run_with_input(hash, &input)?;
+        let mut info = String::new();
+        for ((f, exec), id) in files.iter().zip(ids.lines()) {
+            info.push_str(&format!("{} {}\t{}\n", if *exec { "100755" } else { "100644" }, id, f));
+        }
+        let mut upd = git();
+        upd.args(["update-index", "--add", "--index-info"]);
+        util::run_with_input(upd, &info)?;
+    }
+    let id = run_capture(git().args(["write-tree"]))?.trim().to_string();
+    // Two-way merge from what is checked out now to the new tree: git rewrites
+    // only the paths that differ. If someone edited the tree by hand, reset it.
+    let plain = || {
+        let mut c = Command::new("git");
+        c.arg("-C").arg(&tree);
+        c
+    };
+    if run_capture(plain().args(["read-tree", "-m", "-u"]).arg(&id)).is_err() {
+        util::step("prepare", "build tree was modified by hand: resetting it");
+        run(plain().args(["read-tree", "--reset", "-u"]).arg(&id))?;
+    }
+    let _ = fs::remove_file(&index);
+    Ok(id)
+}
+
+/// Step 3: `tinyconfig` + fragments, then check every requested symbol.
+/// Skipped when neither the fragments nor the tree changed since the last run.
+pub fn configure(paths: &Paths, profile: Profile, tree_id: &str) -> Result<()> {
+    let out = paths.out(profile);
+    fs::create_dir_all(&out)?;
+    let frags: Vec<PathBuf> = profile.fragments().iter().map(|f| paths.repo.join(f)).collect();
+    let mut stamp = format!("tree {tree_id}\n");
+    let mut requested = std::collections::BTreeMap::new();
+    for f in &frags {
+        let text = fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        stamp.push_str(&text);
+        requested.extend(crate::kconfig::parse(&text));
+    }
+    let stamp_file = out.join(".p2pdma-config-stamp");
+    if out.join(".config").exists() && fs::read_to_string(&stamp_file).ok().as_deref() == Some(&stamp) {
+        return Ok(());
+    }
+    util::step("config", &format!("{}: tinyconfig + {}", profile.name(), profile.fragments().join(" + ")));
+    let tree = paths.tree();
+    let make = |args: &[&str]| {
+        let mut c = Command::new("make");
+        c.arg("-C").arg(&tree).arg(format!("O={}", out.display())).arg(LLVM).args(args);
+        build_env(&mut c);
+        c
+    };
+    run(&mut make(&["-s", "tinyconfig"]))?;
+    let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
+    merge.current_dir(&tree).arg("-m").arg("-O").arg(&out).arg(out.join(".config")).args(&frags);
+    run_capture(&mut merge)?;
+    run(&mut make(&["-s", "olddefconfig"]))?;
+    let have = crate::kconfig::parse(&fs::read_to_string(out.join(".config"))?);
+    let bad = crate::kconfig::mismatches(&requested, &have);
+    if !bad.is_empty() {
+        for b in &bad {
+            eprintln!("  config: {b}");
+        }
+        bail!("{} requested config symbol(s) did not take effect (unmet dependencies?)", bad.len());
+    }
+    fs::write(&stamp_file, stamp)?;
+    Ok(())
+}
+
+/// Whether the configured kernel has `CONFIG_<sym>=y`.
+pub fn config_has(paths: &Paths, profile: Profile, sym: &str) -> bool {
+    fs::read_to_string(paths.out(profile).join(".config"))
+        .map(|c| crate::kconfig::parse(&c).get(sym) == Some(&crate::kconfig::Value::Set("y".into())))
+        .unwrap_or(false)
+}
+
+/// Step 4: incremental build of `bzImage`, output in `out/<profile>/build.log`,
+/// a progress line every 20 seconds.
+pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
+    let out = paths.out(profile);
+    let log_path = out.join("build.log");
+    let mut log = fs::File::create(&log_path)?;
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(paths.tree())
+        .arg(format!("O={}", out.display()))
+        .arg(LLVM)
+        .arg(format!("-j{jobs}"))
+        .args(extra)
+        .arg("bzImage")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    build_env(&mut cmd);
+    util::step("build", &format!("{} kernel: make -j{jobs} {} bzImage (log: {})", profile.name(), extra.join(" "), log_path.display()));
+    let start = Instant::now();
+    let mut child = cmd.spawn().context("spawning make")?;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            let _ = tx2.send(l);
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut steps = 0usize;
+    let mut last = String::new();
+    let mut last_report = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(l) => {
+                writeln!(log, "{l}")?;
+                if l.starts_with("  ") {
+                    steps += 1;
+                    last = l.trim().to_string();
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {}
+        }
+        if last_report.elapsed() > Duration::from_secs(20) {
+            util::step("build", &format!("{:>4}s, {steps} steps, last: {last}", start.elapsed().as_secs()));
+            last_report = Instant::now();
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("---- last lines of {} ----", log_path.display());
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("{l}");
+        }
+        bail!("kernel build failed ({status})");
+    }
+    util::step("build", &format!("done in {}s ({steps} steps)", start.elapsed().as_secs()));
+    Ok(())
+}
+
+/// Builds the kselftests of `tools/testing/selftests/p2pdma` into `out/<profile>/kselftest`.
+pub fn build_selftests(paths: &Paths, profile: Profile) -> Result<PathBuf> {
+    let dest = paths.out(profile).join("kselftest/p2pdma");
+    fs::create_dir_all(&dest)?;
+    let mut c = Command::new("make");
+    c.arg("-C")
+        .arg(paths.tree().join("tools/testing/selftests/p2pdma"))
+        .arg(format!("OUTPUT={}", dest.display()))
+        .arg("-s");
+    run(&mut c).context("building tools/testing/selftests/p2pdma")?;
+    Ok(dest)
+}

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: GPL-2.0
+//! p2pdma-rs harness: fetch Linux 7.3, apply this repository, build, boot under QEMU
+//! with NVMe CMB devices, run the tests and judge them.
+//!
+//! ```text
+//! harness test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
+//! harness demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
+//! harness build [--profile base|debug] [--clippy]       only build
+//! ```
+
+mod guest;
+mod judge;
+mod kconfig;
+mod kernel;
+mod splat;
+mod tap;
+mod util;
+
+use anyhow::{Context, Result};
+use kernel::{Paths, Profile};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Command-line options shared by the commands.
+#[derive(Debug, Default)]
+struct Opts {
+    impls: Option<Vec<String>>,
+    kvm: bool,
+    canary: bool,
+    profile: Option<Profile>,
+    clippy: bool,
+    timeout_min: Option<u64>,
+    extra_cmdline: String,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: harness <test|demo|build> [--impl c,rust] [--kvm] [--no-canary] \
+         [--profile base|debug] [--clippy] [--timeout-min N] [--append 'kernel args']"
+    );
+    std::process::exit(2);
+}
+
+fn parse_opts(args: &[String]) -> Opts {
+    let mut o = Opts { canary: true, ..Default::default() };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--impl" => o.impls = Some(val().split(',').map(String::from).collect()),
+            "--kvm" => o.kvm = true,
+            "--no-canary" => o.canary = false,
+            "--clippy" => o.clippy = true,
+            "--profile" => {
+                o.profile = Some(match val().as_str() {
+                    "base" => Profile::Base,
+                    "debug" => Profile::Debug,
+                    _ => usage(),
+                })
+            }
+            "--timeout-min" => o.timeout_min = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--append" => o.extra_cmdline = val(),
+            _ => usage(),
+        }
+    }
+    o
+}
+
+fn paths() -> Result<Paths> {
+    let repo = std::env::var_os("P2PDMA_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let repo = repo.canonicalize()?;
+    let cache = match std::env::var_os("P2PDMA_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/p2pdma-rs"),
+    };
+    fs::create_dir_all(&cache)?;
+    Ok(Paths { repo, cache })
+}
+
+/// fetch → prepare → configure → build.
+fn build_kernel(p: &Paths, profile: Profile, clippy: bool) -> Result<()> {
+    kernel::fetch(p)?;
+    let id = kernel::prepare(p)?;
+    util::step("prepare", &format!("build tree = pristine + {} patch(es) + overlay (tree {})", kernel::patch_files(&p.repo)?.len(), &id[..12]));
+    kernel::configure(p, profile, &id)?;
+    let extra: &[&str] = if clippy { &["CLIPPY=1"] } else { &[] };
+    kernel::build(p, profile, extra)
+}
+
+fn results_dir(p: &Paths, what: &str) -> Result<PathBuf> {
+    let stamp = util::run_capture(std::process::Command::new("date").arg("+%Y%m%d-%H%M%S"))?;
+    let dir = p.repo.join("results").join(format!("{}-{what}", stamp.trim()));
+    fs::create_dir_all(&dir)?;
+    let latest = p.repo.join("results").join(format!("latest-{what}"));
+    let _ = fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);
+    Ok(dir)
+}
+
+/// Which implementations the built kernel offers.
+fn available_impls(p: &Paths, profile: Profile) -> Vec<String> {
+    if kernel::config_has(p, profile, "PCI_P2PDMA_RS") {
+        vec!["c".into(), "rust".into()]
+    } else {
+        vec!["c".into()]
+    }
+}
+
+fn base_cmdline(extra: &str) -> String {
+    format!("console=ttyS0 panic=-1 hung_task_panic=0 {extra}").trim().to_string()
+}
+
+fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, minutes: u64) -> Result<guest::Outcome> {
+    fs::create_dir_all(work.join("results"))?;
+    let initramfs = p.out(profile).join("p2pdma-initramfs.cpio");
+    guest::ensure_initramfs(&initramfs)?;
+    let disks = p.cache.join("disks");
+    guest::ensure_disks(&disks)?;
+    let b = guest::Boot {
+        kernel: p.bzimage(profile),
+        initramfs,
+        work: work.to_path_buf(),
+        disks,
+        cmdline,
+        kvm: o.kvm,
+        memory_mib: 4096,
+        timeout: Duration::from_secs(60 * o.timeout_min.unwrap_or(minutes)),
+    };
+    util::step("boot", &format!("{} kernel, {}, cmdline '{}'", profile.name(), if o.kvm { "KVM" } else { "TCG" }, b.cmdline));
+    let out = guest::boot(&b)?;
+    util::step("boot", &format!("guest done in {:.0}s, console: {}", out.seconds, out.console.display()));
+    Ok(out)
+}
+
+const GUEST_LIB: &str = include_str!("../guest/lib.sh");
+
+fn write_run_sh(work: &Path, body: &str) -> Result<()> {
+    fs::write(work.join("run.sh"), format!("{GUEST_LIB}\n{body}"))?;
+    Ok(())
+}
+
+fn cmd_test(o: &Opts) -> Result<bool> {
+    let p = paths()?;
+    let profile = Profile::Debug;
+    build_kernel(&p, profile, o.clippy)?;
+    let selftests = kernel::build_selftests(&p, profile)?;
+    let expected = judge::expected_tests(&fs::read_to_string(p.repo.join("harness/expected-tests.txt"))?);
+    let kunit_suites: Vec<String> = fs::read_to_string(p.repo.join("harness/expected-kunit.txt"))?
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let impls = o.impls.clone().unwrap_or_else(|| available_impls(&p, profile));
+    let res = results_dir(&p, "test")?;
+    util::step("test", &format!("implementations: {}; results: {}", impls.join(", "), res.display()));
+
+    let mut all_ok = true;
+    let mut lines = Vec::new();
+    let (mut npass, mut nfail) = (0, 0);
+    for imp in &impls {
+        let work = res.join(imp);
+        fs::create_dir_all(work.join("bin"))?;
+        let mut binaries = Vec::new();
+        for e in fs::read_dir(&selftests)? {
+            let e = e?;
+            if e.file_type()?.is_file() && !e.file_name().to_string_lossy().contains('.') {
+                fs::copy(e.path(), work.join("bin").join(e.file_name()))?;
+                binaries.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        binaries.sort();
+        write_run_sh(&work, &format!("IMPL={imp}\nrun_tests\nfinish\n"))?;
+        let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
+        let out = boot_in(&p, profile, &work, cmdline, o, 40)?;
+        let console = fs::read_to_string(&out.console)?;
+        let mut v = judge::Verdict::default();
+        if let Err(e) = guest::require_finished(&out) {
+            v.problems.push(e.to_string());
+        }
+        let results = work.join("results");
+        for b in &binaries {
+            let exp: Vec<String> = expected.iter().filter(|(x, _)| x == b).map(|(_, t)| t.clone()).collect();
+            let tap = fs::read_to_string(results.join(format!("{b}.tap"))).ok();
+            let rc = fs::read_to_string(results.join(format!("{b}.rc"))).ok().and_then(|s| s.trim().parse().ok());
+            judge::judge_tap(&mut v, b, tap.as_deref(), rc, &exp);
+        }
+        for (b, _) in &expected {
+            if !binaries.contains(b) {
+                v.problems.push(format!("expected test program {b} was not built"));
+            }
+        }
+        judge::judge_kunit(&mut v, &console, &kunit_suites);
+        judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
+        npass += v.passed.len();
+        nfail += v.failed.len() + v.problems.len();
+        lines.push(format!("== impl={imp}: {} passed, {} failed, {} problem(s), {} splat(s)", v.passed.len(), v.failed.len(), v.problems.len(), v.splats.len()));
+        for f in &v.failed {
+            lines.push(format!("   FAIL {f}"));
+        }
+        for f in &v.problems {
+            lines.push(format!("   PROBLEM {f}"));
+        }
+        for n in &v.notes {
+            lines.push(format!("   NOTE {n}"));
+        }
+        for d in diag_lines(&results) {
+            lines.push(format!("   {d}"));
+        }
+        all_ok &= v.ok();
+    }
+
+    if o.canary {
+        // Prove that a kernel splat fails a run: trigger a WARN through LKDTM and
+        // check that the same judge catches it.
+        let work = res.join("canary");
+        write_run_sh(&work_dir(&work)?, "echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT\nfinish\n")?;
+        let out = boot_in(&p, profile, &work, base_cmdline(""), o, 15)?;
+        let console = fs::read_to_string(&out.console)?;
+        let mut v = judge::Verdict::default();
+        judge::judge_kernel(&mut v, &console, &work.join("results"), "");
+        let caught = v.splats.iter().any(|s| s.kind == "WARN") && !v.ok();
+        if caught && out.finished {
+            npass += 1;
+            lines.push("== canary: a WARN triggered through LKDTM was detected as a splat (the splat check works)".into());
+        } else {
+            nfail += 1;
+            all_ok = false;
+            lines.push(format!("== canary: FAIL: the deliberate WARN was not detected (finished={}, splats={:?})", out.finished, v.splats));
+        }
+    }
+
+    println!();
+    println!("================ p2pdma-rs test summary ================");
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("results (guest console, TAP, dmesg): {}", res.display());
+    println!("{npass} passed, {nfail} failed");
+    fs::write(res.join("summary.txt"), lines.join("\n") + &format!("\n{npass} passed, {nfail} failed\n"))?;
+    Ok(all_ok)
+}
+
+fn work_dir(w: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(w.join("results"))?;
+    Ok(w.to_path_buf())
+}
+
+/// `# harness-report: ...` lines the tests print for the summary.
+fn diag_lines(results: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir(results) {
+        let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tap")).collect();
+        files.sort();
+        for f in files {
+            for l in fs::read_to_string(&f).unwrap_or_default().lines() {
+                if let Some(r) = l.trim_start_matches("# ").strip_prefix("REPORT: ") {
+                    v.push(format!("report: {r}"));
+                }
+            }
+        }
+    }
+    v
+}
+
+fn cmd_demo(o: &Opts) -> Result<bool> {
+    let p = paths()?;
+    let profile = Profile::Base;
+    build_kernel(&p, profile, false)?;
+    let imp = o
+        .impls
+        .as_ref()
+        .and_then(|v| v.first().cloned())
+        .unwrap_or_else(|| available_impls(&p, profile).last().cloned().unwrap());
+    let res = results_dir(&p, "demo")?;
+    let work = work_dir(&res)?;
+    write_run_sh(&work, &format!("IMPL={imp}\nrun_demo\nfinish\n"))?;
+    let out = boot_in(&p, profile, &work, base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline)), o, 30)?;
+    guest::require_finished(&out)?;
+    let console = fs::read_to_string(&out.console)?;
+    let splats = splat::scan(&console);
+    println!();
+    println!("================ p2pdma-rs demo (implementation: {imp}) ================");
+    for l in fs::read_to_string(work.join("results/devices.txt")).unwrap_or_default().lines() {
+        println!("{l}");
+    }
+    println!();
+    println!("fio, 128 KiB O_DIRECT sequential I/O, psync, 32 MiB per job; write jobs verify with crc32c:");
+    println!("{:<44} {:>12} {:>12} {:>8}", "job", "write MB/s", "read MB/s", "verify");
+    let mut ok = true;
+    let mut jobs: Vec<_> = fs::read_dir(work.join("results"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("fio-") && p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    jobs.sort();
+    let mut seen = std::collections::BTreeSet::new();
+    for j in &jobs {
+        let stem = j.file_stem().unwrap().to_string_lossy().into_owned();
+        let label = stem.trim_start_matches("fio-").trim_end_matches("-write").trim_end_matches("-read").to_string();
+        if !seen.insert(label.clone()) {
+            continue;
+        }
+        let w = fio_bw(&work.join(format!("results/fio-{label}-write.json")), "write");
+        let r = fio_bw(&work.join(format!("results/fio-{label}-read.json")), "read");
+        let verify = match fs::read_to_string(work.join(format!("results/fio-{label}-write.rc"))) {
+            Ok(s) if s.trim() == "0" => "ok",
+            _ => "FAILED",
+        };
+        ok &= verify == "ok" && w.is_some() && r.is_some();
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "error".into());
+        println!("{:<44} {:>12} {:>12} {:>8}", label.replace('_', " "), f(w), f(r), verify);
+    }
+    if jobs.is_empty() {
+        ok = false;
+        println!("no fio results: see {}", out.console.display());
+    }
+    if !splats.is_empty() {
+        ok = false;
+        for s in &splats {
+            println!("kernel splat ({}): {}", s.kind, s.text);
+        }
+    }
+    println!("\nresults: {}", res.display());
+    Ok(ok)
+}
+
+/// Bandwidth in MB/s of one direction of a fio JSON result.
+fn fio_bw(path: &Path, dir: &str) -> Option<f64> {
+    let text = fs::read_to_string(path).ok()?;
+    // fio may print warnings before the JSON object.
+    let json: serde_json::Value = serde_json::from_str(&text[text.find('{')?..]).ok()?;
+    let job = &json["jobs"][0];
+    if job["error"].as_i64().unwrap_or(1) != 0 {
+        return None;
+    }
+    let bytes = job[dir]["io_bytes"].as_f64()?;
+    let ms = job[dir]["runtime"].as_f64()?;
+    if ms <= 0.0 {
+        return None;
+    }
+    Some(bytes / 1e6 / (ms / 1e3))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else { usage() };
+    let o = parse_opts(&args[1..]);
+    let r = match cmd.as_str() {
+        "test" => cmd_test(&o),
+        "demo" => cmd_demo(&o),
+        "build" => paths().and_then(|p| build_kernel(&p, o.profile.unwrap_or(Profile::Debug), o.clippy).map(|_| true)),
+        _ => usage(),
+    };
+    match r {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fio_json_bandwidth() {
+        let dir = std::env::temp_dir().join(format!("fio-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("x.json");
+        fs::write(&f, "note: both iodepth >= 1 and synchronous I/O engine are selected\n{\"jobs\":[{\"error\":0,\"write\":{\"io_bytes\":33554432,\"runtime\":1000}}]}").unwrap();
+        let bw = fio_bw(&f, "write").unwrap();
+        assert!((bw - 33.554432).abs() < 1e-9);
+        assert!(fio_bw(&f, "read").is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_opts(&["--impl".into(), "c,rust".into(), "--no-canary".into()]);
+        assert_eq!(o.impls.unwrap(), ["c", "rust"]);
+        assert!(!o.canary);
+        assert!(parse_opts(&[]).canary);
+    }
+}
