@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the p2pdma selftests: find the NVMe devices of the test
+ * topology, map p2pmem, random patterns, unbind/rebind, fault probing.
+ *
+ * The devices are found by NVMe serial number (P2PDMA_SERIAL_A, _B, _LONE in the
+ * environment, "p2p-a", "p2p-b", "p2p-lone" by default): A and B sit behind one
+ * PCIe switch, LONE on its own root port.
+ */
+#ifndef P2PDMA_LIB_H
+#define P2PDMA_LIB_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define P2P_MIB (1UL << 20)
+#define P2P_PATH 512
+
+struct p2p_dev {
+	char serial[64];
+	char ctrl[256];		/* nvmeX */
+	char bdf[256];		/* 0000:02:00.0 */
+	char blk[272];		/* /dev/nvmeXn1 */
+	char p2pmem[320];	/* /sys/bus/pci/devices/<bdf>/p2pmem */
+};
+
+static inline long p2p_page_size(void)
+{
+	return sysconf(_SC_PAGESIZE);
+}
+
+static inline uint64_t p2p_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Reads a whole small sysfs file into buf; returns 0 or -errno. */
+static inline int p2p_read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	return 0;
+}
+
+static inline int p2p_write_file(const char *path, const char *val)
+{
+	ssize_t n;
+	int fd = open(path, O_WRONLY);
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, strlen(val));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+static inline const char *p2p_serial(char which)
+{
+	const char *env = which == 'A' ? "P2PDMA_SERIAL_A" :
+			  which == 'B' ? "P2PDMA_SERIAL_B" : "P2PDMA_SERIAL_LONE";
+	const char *def = which == 'A' ? "p2p-a" : which == 'B' ? "p2p-b" : "p2p-lone";
+	const char *v = getenv(env);
+
+	return v && *v ? v : def;
+}
+
+/* Finds the NVMe controller with the given serial; returns 0 or -ENODEV. */
+static inline int p2p_find(const char *serial, struct p2p_dev *d)
+{
+	char path[P2P_PATH], buf[256], link[P2P_PATH];
+	struct dirent *e;
+	DIR *dir = opendir("/sys/class/nvme");
+	int ret = -ENODEV;
+	ssize_t n;
+	char *s;
+
+	if (!dir)
+		return -ENODEV;
+	while ((e = readdir(dir))) {
+		if (strncmp(e->d_name, "nvme", 4))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/nvme/%s/serial", e->d_name);
+		if (p2p_read_file(path, buf, sizeof(buf)) || strcmp(buf, serial))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/nvme/%s/device", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = '\0';
+		s = strrchr(link, '/');
+		memset(d, 0, sizeof(*d));
+		snprintf(d->serial, sizeof(d->serial), "%s", serial);
+		snprintf(d->ctrl, sizeof(d->ctrl), "%s", e->d_name);
+		snprintf(d->bdf, sizeof(d->bdf), "%.64s", s ? s + 1 : link);
+		snprintf(d->blk, sizeof(d->blk), "/dev/%sn1", e->d_name);
+		snprintf(d->p2pmem, sizeof(d->p2pmem),
+			 "/sys/bus/pci/devices/%s/p2pmem", d->bdf);
+		ret = 0;
+		break;
+	}
+	closedir(dir);
+	return ret;
+}
+
+/*
+ * Waits (bounded) until the device with that serial has a namespace block device
+ * and registered p2pmem. Returns 0 or -ETIMEDOUT.
+ */
+static inline int p2p_find_ready(const char *serial, struct p2p_dev *d, int timeout_ms)
+{
+	char path[P2P_PATH];
+	struct stat st;
+	int waited;
+
+	for (waited = 0; waited <= timeout_ms; waited += 50) {
+		if (!p2p_find(serial, d)) {
+			snprintf(path, sizeof(path), "%s/available", d->p2pmem);
+			if (!stat(path, &st) && !stat(d->blk, &st))
+				return 0;
+		}
+		usleep(50 * 1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* p2pmem/<attr> as a number; -1 when it cannot be read. */
+static inline long long p2p_attr(const struct p2p_dev *d, const char *attr)
+{
+	char path[P2P_PATH], buf[64];
+
+	snprintf(path, sizeof(path), "%s/%s", d->p2pmem, attr);
+	if (p2p_read_file(path, buf, sizeof(buf)))
+		return -1;
+	return strtoll(buf, NULL, 0);
+}
+
+/*
+ * Waits (bounded) until p2pmem/available equals want. Pages can come back a little
+ * after munmap or exit (deferred fput, RCU-deferred release). Returns the last
+ * value read and stores the time waited in *waited_ms.
+ */
+static inline long long p2p_wait_available(const struct p2p_dev *d, long long want,
+					   int timeout_ms, int *waited_ms)
+{
+	long long v = -1;
+	int waited;
+
+	for (waited = 0; waited <= timeout_ms; waited += 10) {
+		v = p2p_attr(d, "available");
+		if (v == want)
+			break;
+		usleep(10 * 1000);
+	}
+	if (waited_ms)
+		*waited_ms = waited;
+	return v;
+}
+
+static inline int p2p_open_alloc(const struct p2p_dev *d)
+{
+	char path[P2P_PATH];
+
+	snprintf(path, sizeof(path), "%s/allocate", d->p2pmem);
+	return open(path, O_RDWR);
+}
+
+/* mmap()s len bytes of p2pmem of d; returns MAP_FAILED with errno set on failure. */
+static inline void *p2p_map_flags(const struct p2p_dev *d, size_t len, int flags, off_t off)
+{
+	int fd = p2p_open_alloc(d), err;
+	void *p;
+
+	if (fd < 0)
+		return MAP_FAILED;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, off);
+	err = errno;
+	close(fd);
+	errno = err;
+	return p;
+}
+
+static inline void *p2p_map(const struct p2p_dev *d, size_t len)
+{
+	return p2p_map_flags(d, len, MAP_SHARED, 0);
+}
+
+/* A fresh random seed for every run: a stale pattern can never match by chance. */
+static inline uint64_t p2p_seed(void)
+{
+	uint64_t s = 0;
+
+	if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+		s = p2p_now_ns() ^ ((uint64_t)getpid() << 32);
+	return s | 1;
+}
+
+static inline uint64_t p2p_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static inline void p2p_fill(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t *p = buf, x = seed;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		p[i] = p2p_next(&x);
+}
+
+/* Returns the byte offset of the first mismatch, or -1 if buf holds the pattern. */
+static inline long p2p_check(const void *buf, size_t len, uint64_t seed)
+{
+	const uint64_t *p = buf;
+	uint64_t x = seed;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		if (p[i] != p2p_next(&x))
+			return i * 8;
+	return -1;
+}
+
+/* Probing an access that may fault: returns 0, SIGBUS or SIGSEGV. */
+static sigjmp_buf p2p_probe_env;
+
+static inline void p2p_probe_handler(int sig)
+{
+	siglongjmp(p2p_probe_env, sig);
+}
+
+static inline int p2p_probe(volatile uint64_t *addr, bool write, uint64_t *val)
+{
+	struct sigaction sa = { .sa_handler = p2p_probe_handler }, obus, osegv;
+	int sig;
+
+	sigaction(SIGBUS, &sa, &obus);
+	sigaction(SIGSEGV, &sa, &osegv);
+	sig = sigsetjmp(p2p_probe_env, 1);
+	if (!sig) {
+		if (write)
+			*addr = *val;
+		else
+			*val = *addr;
+	}
+	sigaction(SIGBUS, &obus, NULL);
+	sigaction(SIGSEGV, &osegv, NULL);
+	return sig;
+}
+
+static inline const char *p2p_sig_name(int sig)
+{
+	return sig == 0 ? "no fault" : sig == SIGBUS ? "SIGBUS" :
+	       sig == SIGSEGV ? "SIGSEGV" : "another signal";
+}
+
+/* Unbinds the device from its driver; returns 0 or -errno. */
+static inline int p2p_unbind(const struct p2p_dev *d)
+{
+	char path[P2P_PATH];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", d->bdf);
+	return p2p_write_file(path, d->bdf);
+}
+
+static inline int p2p_bind_nvme(const struct p2p_dev *d)
+{
+	return p2p_write_file("/sys/bus/pci/drivers/nvme/bind", d->bdf);
+}
+
+/* Which implementation serves p2pmem/allocate: "c" or "rust". */
+static inline const char *p2p_impl(void)
+{
+	static char buf[16];
+
+	if (p2p_read_file("/sys/module/p2pdma/parameters/impl", buf, sizeof(buf)))
+		return "c";
+	return buf;
+}
+
+#endif /* P2PDMA_LIB_H */

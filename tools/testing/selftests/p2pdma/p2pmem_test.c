@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * p2pmem userspace mmap: /sys/bus/pci/devices/<BDF>/p2pmem/allocate.
+ *
+ * Needs the topology of the p2pdma-rs harness: NVMe "p2p-a" and "p2p-b" with
+ * CMBs behind one PCIe switch, "p2p-lone" on its own root port. Every test checks
+ * that p2pmem/available is back to its starting value when it ends.
+ */
+#define _GNU_SOURCE
+#include "p2pdma_lib.h"
+#include "../kselftest_harness.h"
+
+#define IO_LEN		P2P_MIB
+#define FAST_TIMEOUT	120
+#define SLOW_TIMEOUT	300
+
+FIXTURE(p2pmem) {
+	struct p2p_dev a, b, lone;
+	long long avail_a, avail_b, avail_lone;
+};
+
+FIXTURE_SETUP(p2pmem)
+{
+	ASSERT_EQ(0, p2p_find_ready(p2p_serial('A'), &self->a, 10000))
+		TH_LOG("NVMe %s with p2pmem not found", p2p_serial('A'));
+	ASSERT_EQ(0, p2p_find_ready(p2p_serial('B'), &self->b, 10000))
+		TH_LOG("NVMe %s with p2pmem not found", p2p_serial('B'));
+	ASSERT_EQ(0, p2p_find_ready(p2p_serial('L'), &self->lone, 10000))
+		TH_LOG("NVMe %s with p2pmem not found", p2p_serial('L'));
+	self->avail_a = p2p_attr(&self->a, "available");
+	self->avail_b = p2p_attr(&self->b, "available");
+	self->avail_lone = p2p_attr(&self->lone, "available");
+	ASSERT_GT(self->avail_a, 0);
+	ASSERT_GT(self->avail_b, 0);
+}
+
+FIXTURE_TEARDOWN(p2pmem)
+{
+	struct p2p_dev d;
+	int waited;
+
+	/* The device may have been rebound under a new controller name. */
+	if (!p2p_find_ready(self->a.serial, &d, 10000)) {
+		EXPECT_EQ(self->avail_a, p2p_wait_available(&d, self->avail_a, 10000, &waited));
+		if (waited)
+			TH_LOG("%s: available returned after %d ms", d.serial, waited);
+	}
+	EXPECT_EQ(self->avail_b, p2p_wait_available(&self->b, self->avail_b, 10000, NULL));
+	EXPECT_EQ(self->avail_lone, p2p_wait_available(&self->lone, self->avail_lone, 10000, NULL));
+}
+
+/* MAP_SHARED mapping: the CPU writes a random pattern and reads it back. */
+TEST_F_TIMEOUT(p2pmem, mmap_rw, FAST_TIMEOUT)
+{
+	size_t len = 4 * P2P_MIB;
+	uint64_t seed = p2p_seed();
+	void *p = p2p_map(&self->a, len);
+
+	ASSERT_NE(MAP_FAILED, p) TH_LOG("mmap: %s", strerror(errno));
+	p2p_fill(p, len, seed);
+	EXPECT_EQ(-1, p2p_check(p, len, seed));
+	EXPECT_EQ(0, munmap(p, len));
+}
+
+TEST_F_TIMEOUT(p2pmem, map_private_einval, FAST_TIMEOUT)
+{
+	void *p = p2p_map_flags(&self->a, P2P_MIB, MAP_PRIVATE, 0);
+
+	ASSERT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F_TIMEOUT(p2pmem, offset_einval, FAST_TIMEOUT)
+{
+	void *p = p2p_map_flags(&self->a, P2P_MIB, MAP_SHARED, p2p_page_size());
+
+	ASSERT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+}
+
+/*
+ * O_DIRECT write from p2pmem of @buf to the namespace of @io, read back into a
+ * second p2pmem buffer, checked against the pattern and a system-RAM read.
+ */
+static void odirect_roundtrip(struct __test_metadata *_metadata,
+			      const struct p2p_dev *buf, const struct p2p_dev *io)
+{
+	uint64_t seed = p2p_seed();
+	off_t off = (off_t)(seed % 128) * P2P_MIB;
+	void *src, *dst, *ram;
+	int fd;
+
+	fd = open(io->blk, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", io->blk, strerror(errno));
+	src = p2p_map(buf, IO_LEN);
+	ASSERT_NE(MAP_FAILED, src);
+	dst = p2p_map(buf, IO_LEN);
+	ASSERT_NE(MAP_FAILED, dst);
+	ASSERT_EQ(0, posix_memalign(&ram, 4096, IO_LEN));
+
+	p2p_fill(src, IO_LEN, seed);
+	p2p_fill(dst, IO_LEN, ~seed);
+	memset(ram, 0, IO_LEN);
+
+	ASSERT_EQ(IO_LEN, pwrite(fd, src, IO_LEN, off))
+		TH_LOG("pwrite from p2pmem of %s to %s: %s", buf->serial, io->blk, strerror(errno));
+	ASSERT_EQ(IO_LEN, pread(fd, dst, IO_LEN, off))
+		TH_LOG("pread into p2pmem of %s from %s: %s", buf->serial, io->blk, strerror(errno));
+	ASSERT_EQ(IO_LEN, pread(fd, ram, IO_LEN, off));
+
+	EXPECT_EQ(-1, p2p_check(ram, IO_LEN, seed)) TH_LOG("the disk does not hold what p2pmem wrote");
+	EXPECT_EQ(-1, p2p_check(dst, IO_LEN, seed)) TH_LOG("p2pmem read back differs");
+	EXPECT_EQ(0, memcmp(dst, ram, IO_LEN));
+
+	free(ram);
+	munmap(src, IO_LEN);
+	munmap(dst, IO_LEN);
+	close(fd);
+}
+
+TEST_F_TIMEOUT(p2pmem, odirect_same_dev, SLOW_TIMEOUT)
+{
+	odirect_roundtrip(_metadata, &self->a, &self->a);
+}
+
+TEST_F_TIMEOUT(p2pmem, odirect_a_to_b, SLOW_TIMEOUT)
+{
+	odirect_roundtrip(_metadata, &self->a, &self->b);
+}
+
+TEST_F_TIMEOUT(p2pmem, odirect_b_to_a, SLOW_TIMEOUT)
+{
+	odirect_roundtrip(_metadata, &self->b, &self->a);
+}
+
+/*
+ * The lone NVMe shares no upstream bridge with A: I/O between its namespace and
+ * A's p2pmem must fail cleanly, in both directions, and leave the data alone.
+ */
+TEST_F_TIMEOUT(p2pmem, refused_lone, SLOW_TIMEOUT)
+{
+	void *pa, *pl;
+	int fd_lone, fd_a;
+	ssize_t n;
+
+	fd_lone = open(self->lone.blk, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd_lone);
+	fd_a = open(self->a.blk, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd_a);
+	pa = p2p_map(&self->a, IO_LEN);
+	ASSERT_NE(MAP_FAILED, pa);
+	pl = p2p_map(&self->lone, IO_LEN);
+	ASSERT_NE(MAP_FAILED, pl);
+	memset(pa, 0x5a, IO_LEN);
+	memset(pl, 0xa5, IO_LEN);
+
+	errno = 0;
+	n = pwrite(fd_lone, pa, IO_LEN, 0);
+	EXPECT_EQ(-1, n) TH_LOG("p2pmem of %s -> %s was not refused", self->a.serial, self->lone.blk);
+	TH_LOG("write p2pmem(%s) -> %s: %zd (%s)", self->a.serial, self->lone.blk, n, strerror(errno));
+	errno = 0;
+	n = pread(fd_a, pl, IO_LEN, 0);
+	EXPECT_EQ(-1, n) TH_LOG("%s -> p2pmem of %s was not refused", self->a.blk, self->lone.serial);
+	TH_LOG("read %s -> p2pmem(%s): %zd (%s)", self->a.blk, self->lone.serial, n, strerror(errno));
+
+	munmap(pa, IO_LEN);
+	munmap(pl, IO_LEN);
+	close(fd_lone);
+	close(fd_a);
+}
+
+/* Map 1 MiB at a time until the pool is empty: the first that does not fit gets ENOMEM. */
+TEST_F_TIMEOUT(p2pmem, exhaust_pool, SLOW_TIMEOUT)
+{
+	size_t max = self->avail_a / P2P_MIB + 2, n = 0, i;
+	long long size = p2p_attr(&self->a, "size");
+	void **maps = calloc(max, sizeof(void *));
+	void *p;
+
+	ASSERT_NE(NULL, maps);
+	while (n < max) {
+		p = p2p_map(&self->a, P2P_MIB);
+		if (p == MAP_FAILED)
+			break;
+		maps[n++] = p;
+	}
+	ASSERT_LT(n, max) TH_LOG("the pool never ran out");
+	EXPECT_EQ(ENOMEM, errno);
+	/* Only the tail the NVMe driver's queues fragmented may be left over. */
+	EXPECT_GE(n + 2, (size_t)(self->avail_a / P2P_MIB));
+	EXPECT_LT(p2p_attr(&self->a, "available"), (long long)P2P_MIB);
+	/* A mapping larger than the whole BAR never fits. */
+	for (i = 0; i < n; i++)
+		munmap(maps[i], P2P_MIB);
+	p = p2p_map(&self->a, size + P2P_MIB);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(ENOMEM, errno);
+	TH_LOG("%zu x 1 MiB mappings fit in %lld bytes available", n, self->avail_a);
+	free(maps);
+}
+
+/*
+ * Unbind the NVMe driver while a mapping exists, touch the old mapping, rebind:
+ * unbind must not hang, and p2pmem must come back with its full size.
+ */
+TEST_F_TIMEOUT(p2pmem, unbind_rebind, SLOW_TIMEOUT)
+{
+	long long size = p2p_attr(&self->a, "size");
+	uint64_t seed = p2p_seed(), first = seed, v = 0;
+	struct p2p_dev again;
+	uint64_t t0, unbind_ms;
+	int sig, waited;
+	void *p;
+
+	p = p2p_map(&self->a, P2P_MIB);
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill(p, P2P_MIB, seed);
+
+	t0 = p2p_now_ns();
+	ASSERT_EQ(0, p2p_unbind(&self->a));
+	unbind_ms = (p2p_now_ns() - t0) / 1000000;
+
+	p2p_next(&first);
+	sig = p2p_probe(p, false, &v);
+	TH_LOG("unbind with a live mapping took %llu ms; a read of the old mapping afterwards: %s",
+	       (unsigned long long)unbind_ms, p2p_sig_name(sig));
+	printf("# REPORT: [%s] unbind with a live mapping: %llu ms; read after unbind: %s%s\n",
+	       p2p_impl(), (unsigned long long)unbind_ms, p2p_sig_name(sig),
+	       sig ? "" : (v == first ? " (old data)" : " (other data)"));
+	EXPECT_EQ(0, munmap(p, P2P_MIB));
+
+	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
+	ASSERT_EQ(0, p2p_find_ready(self->a.serial, &again, 60000));
+	EXPECT_EQ(size, p2p_attr(&again, "size"));
+	EXPECT_EQ(self->avail_a, p2p_wait_available(&again, self->avail_a, 10000, &waited));
+}
+
+TEST_HARNESS_MAIN
