@@ -86,7 +86,7 @@ pub fn build_env(cmd: &mut Command) {
 pub fn fetch(paths: &Paths) -> Result<()> {
     let tree = paths.tree();
     if tree.join(".git").exists()
-        && run_capture(Command::new("git").arg("-C").arg(&tree).args(["rev-parse", "-q", "--verify", "pristine"])).is_ok()
+        && run_capture(Command::new("git").arg("-C").arg(&tree).args(["rev-parse", "-q", "--verify", "refs/tags/pristine"])).is_ok()
     {
         return Ok(());
     }
@@ -125,7 +125,7 @@ pub fn fetch(paths: &Paths) -> Result<()> {
     }
     util::step("fetch", "recording the pristine tree (git, about a minute)");
     let git = |args: &[&str]| run(Command::new("git").arg("-C").arg(&unpacked).args(args));
-    git(&["init", "-q", "-b", "pristine"])?;
+    git(&["init", "-q", "-b", "linux-7.3"])?;
     git(&["add", "-A"])?;
     git(&["-c", "user.name=p2pdma-harness", "-c", "user.email=harness@localhost", "commit", "-q", "-m", "linux-source-7.3 (pristine)"])?;
     git(&["tag", "pristine"])?;
@@ -195,7 +195,7 @@ pub fn prepare(paths: &Paths) -> Result<String> {
         c.arg("-C").arg(&tree).env("GIT_INDEX_FILE", &index);
         c
     };
-    run(git().args(["read-tree", "pristine"]))?;
+    run(git().args(["read-tree", "refs/tags/pristine"]))?;
     for p in patch_files(&paths.repo)? {
         run(git().args(["apply", "--cached", "--whitespace=nowarn"]).arg(&p))
             .with_context(|| format!("patch {} does not apply to linux 7.3", p.display()))?;

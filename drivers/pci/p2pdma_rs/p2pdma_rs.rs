@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! PCI peer-to-peer DMA memory, mapped into userspace: the Rust implementation of
+//! `p2pmem/allocate`.
+//!
+//! ```c
+//! int fd = open("/sys/bus/pci/devices/0000:02:00.0/p2pmem/allocate", O_RDWR);
+//! char *buf = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+//!
+//! buf[0] = 1;                              // one page of the device's CMB, zeroed
+//! pwrite(nvme_fd, buf, 1 << 20, 0);        // O_DIRECT: the NVMe reads the CMB
+//! ```
+//!
+//! Compared with the C path in `drivers/pci/p2pdma.c`, which inserts every page at
+//! `mmap` time with `vm_insert_page()` (and so makes the VMA `VM_MIXEDMAP`):
+//!
+//! - `mmap` reserves the whole length from the device's pool (`ENOMEM` if it does not
+//!   fit) in a [`vma::Map`] shared by every VMA made from the mapping (split, fork,
+//!   mremap), and inserts nothing; `fault` inserts one page, as a normal refcounted
+//!   page behind a normal PTE, so GUP, GUP-fast and `O_DIRECT` see a real page;
+//! - a page is zeroed before the mapping first sees it, so no mapping sees data of an
+//!   earlier one;
+//! - after `MADV_DONTNEED` a page faults back in with its data;
+//! - each VMA is moved onto a file of the device's inode on a pseudo file system
+//!   ([`pseudofs`]), so unbinding the device can zap every mapping of it; the pages
+//!   are then released after an RCU grace period ([`pool`]), so a GUP-fast walker
+//!   that saw an old PTE never finds a page given to someone else, and nothing waits
+//!   for that grace period.
+//!
+//! Locks are taken in this order: the registry's device list, a device's map list,
+//! a map's page state. The fault path holds the mmap lock (or the VMA lock) and then
+//! takes only the map's page state; nothing here takes the mmap lock.
+
+use kernel::{pci::p2pdma, prelude::*};
+
+mod pool;
+mod pseudofs;
+mod vma;
+
+module! {
+    type: P2pdmaRs,
+    name: "p2pdma_rs",
+    authors: ["p2pdma-rs developers"],
+    description: "Rust implementation of the PCI P2PDMA p2pmem userspace mmap path",
+    license: "GPL",
+}
+
+struct P2pdmaRs;
+
+impl kernel::Module for P2pdmaRs {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        vma::init()?;
+        p2pdma::register::<vma::P2pMem>()?;
+        pr_info!("p2pmem mmap: Rust implementation registered\n");
+        Ok(Self)
+    }
+}

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VMA operations: per-VMA data, `open`/`close` and page faults.
+//!
+//! C header: [`include/linux/mm.h`](srctree/include/linux/mm.h)
+//!
+//! A driver that maps memory lazily sets a [`VmOperations`] table and per-VMA data on
+//! a new VMA from its `mmap` handler ([`VmaNew::set_vm_ops`]). The data is an owned
+//! [`ForeignOwnable`] (typically an [`Arc`](crate::sync::Arc)) kept in
+//! `vm_private_data`:
+//!
+//! - when the VMA is copied (split by a partial `munmap`/`mprotect`, duplicated by
+//!   `fork`, moved by `mremap`), `open` makes the copy's data from the original's;
+//! - when a VMA goes away, `close` consumes its data;
+//! - `fault` gets the data borrowed and a [`VmFault`], which can insert a page.
+//!
+//! Pages inserted with [`VmFault::insert_page`] are normal refcounted pages behind a
+//! normal PTE: the VMA is neither `VM_MIXEDMAP` nor `VM_PFNMAP`, so GUP and GUP-fast
+//! see ordinary pages, and fork copies no PTEs (the child faults its own).
+
+use super::virt::{VmaNew, VmaRef};
+use crate::{bindings, page::Page, prelude::*, types::ForeignOwnable, types::Opaque};
+use core::marker::PhantomData;
+
+/// The result of a fault handler (`vm_fault_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmFaultResult(bindings::vm_fault_t);
+
+impl VmFaultResult {
+    /// The handler installed the PTE itself (`VM_FAULT_NOPAGE`).
+    pub const NOPAGE: Self = Self(bindings::vm_fault_reason_VM_FAULT_NOPAGE);
+    /// Deliver `SIGBUS` to the faulting task (`VM_FAULT_SIGBUS`).
+    pub const SIGBUS: Self = Self(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
+    /// Out of memory (`VM_FAULT_OOM`).
+    pub const OOM: Self = Self(bindings::vm_fault_reason_VM_FAULT_OOM);
+
+    /// The raw `vm_fault_t`.
+    pub fn as_raw(self) -> bindings::vm_fault_t {
+        self.0
+    }
+}
+
+/// A page fault being handled, `struct vm_fault`.
+///
+/// Only available inside [`VmOperations::fault`], where the faulting VMA is locked
+/// (by the mmap lock or its per-VMA lock).
+///
+/// # Invariants
+///
+/// The fault is in progress: `vmf->vma` is valid and locked for the lifetime of the
+/// reference.
+#[repr(transparent)]
+pub struct VmFault(Opaque<bindings::vm_fault>);
+
+impl VmFault {
+    /// # Safety
+    ///
+    /// `ptr` must be the `vm_fault` of a fault being handled, valid for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::vm_fault) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> &bindings::vm_fault {
+        // SAFETY: By the type invariant the structure is valid; the fields read here are
+        // not written by others while the fault is being handled.
+        unsafe { &*self.0.get() }
+    }
+
+    /// The faulting VMA.
+    pub fn vma(&self) -> &VmaRef {
+        // SAFETY: By the type invariant the VMA is valid and locked while `self` lives.
+        unsafe { VmaRef::from_raw(self.raw().__bindgen_anon_1.vma) }
+    }
+
+    /// The page-aligned faulting user address.
+    pub fn address(&self) -> usize {
+        self.raw().__bindgen_anon_1.address as usize
+    }
+
+    /// The faulting page's offset in the mapping, in pages (includes `vm_pgoff`).
+    pub fn pgoff(&self) -> usize {
+        self.raw().__bindgen_anon_1.pgoff as usize
+    }
+
+    /// Whether the access is a write.
+    pub fn is_write(&self) -> bool {
+        self.raw().flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0
+    }
+
+    /// Maps `page` at the faulting address with the VMA's protection, writable (and
+    /// dirty) if `self` is a write fault, with `vmf_insert_page_mkwrite()`.
+    ///
+    /// The page table entry takes its own reference on `page`. Returns
+    /// [`VmFaultResult::NOPAGE`] on success or when another thread mapped the address
+    /// first; [`VmFaultResult::OOM`] or [`VmFaultResult::SIGBUS`] otherwise.
+    pub fn insert_page(&self, page: &Page) -> VmFaultResult {
+        // SAFETY: By the type invariant the fault is in progress; `page` is a valid,
+        // live page (`vmf_insert_page_mkwrite` refuses anonymous and typed pages).
+        VmFaultResult(unsafe { bindings::vmf_insert_page_mkwrite(self.0.get(), page.as_ptr(), self.is_write()) })
+    }
+}
+
+/// Operations on the VMAs of a mapping.
+#[vtable]
+pub trait VmOperations: Sized + 'static {
+    /// The data of one VMA, stored in `vm_private_data`.
+    type Data: ForeignOwnable + Send + Sync;
+
+    /// Makes the data of a copy of a VMA (split, fork, mremap) from the original's.
+    fn open(data: <Self::Data as ForeignOwnable>::Borrowed<'_>) -> Self::Data;
+
+    /// A VMA goes away; its data is dropped when this returns.
+    fn close(data: Self::Data) {
+        drop(data);
+    }
+
+    /// Handles a page fault in the VMA.
+    fn fault(data: <Self::Data as ForeignOwnable>::Borrowed<'_>, vmf: &VmFault) -> VmFaultResult;
+}
+
+struct Adapter<T: VmOperations>(PhantomData<T>);
+
+impl<T: VmOperations> Adapter<T> {
+    const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        open: Some(Self::open),
+        close: Some(Self::close),
+        fault: Some(Self::fault),
+        ..pin_init::zeroed()
+    };
+
+    /// # Safety
+    ///
+    /// `vma` is a new copy of a VMA whose `vm_ops` are `VTABLE`, so its
+    /// `vm_private_data` is the original's, produced by `T::Data::into_foreign`.
+    unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: Per the function's safety requirement the pointer came from
+        // `into_foreign` and the original VMA (which owns it) is still alive.
+        let data = unsafe { T::Data::borrow((*vma).vm_private_data) };
+        let copy = T::open(data);
+        // SAFETY: `vma` is valid; the copy takes ownership of the new data.
+        unsafe { (*vma).vm_private_data = copy.into_foreign() };
+    }
+
+    /// # Safety
+    ///
+    /// `vma` is going away; its `vm_private_data` was produced by `into_foreign` and is
+    /// owned by it.
+    unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: Per the safety requirement the VMA owns the data; it is taken back
+        // exactly once, here.
+        let data = unsafe { T::Data::from_foreign((*vma).vm_private_data) };
+        // SAFETY: `vma` is valid.
+        unsafe { (*vma).vm_private_data = core::ptr::null_mut() };
+        T::close(data);
+    }
+
+    /// # Safety
+    ///
+    /// Called by the fault handler for a VMA with these `vm_ops`.
+    unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: A fault is in progress on a VMA with these ops.
+        let vmf = unsafe { VmFault::from_raw(vmf) };
+        // SAFETY: The VMA owns its data and is locked for the fault, so the data is not
+        // released (`close`) while borrowed.
+        let data = unsafe { T::Data::borrow((*vmf.vma().as_ptr()).vm_private_data) };
+        T::fault(data, vmf).as_raw()
+    }
+}
+
+impl VmaNew {
+    /// Sets the VMA's operations to `T` and its data to `data`.
+    ///
+    /// Call this last in an `mmap` handler: if the handler fails afterwards, the mm
+    /// core closes the VMA, which drops `data`.
+    pub fn set_vm_ops<T: VmOperations>(&self, data: T::Data) {
+        let ptr = data.into_foreign();
+        // SAFETY: The VMA is being set up by its `mmap` handler and not yet visible to
+        // other threads. `VTABLE` is `'static`; `ptr` is owned by the VMA from now on
+        // and released by `Adapter::close`.
+        unsafe {
+            (*self.as_ptr()).vm_private_data = ptr;
+            (*self.as_ptr()).vm_ops = &Adapter::<T>::VTABLE;
+        }
+    }
+
+    /// Moves the VMA onto `file`, as dma-buf does: the VMA takes a reference on `file`
+    /// and drops the one on its current file, and is linked into `file`'s
+    /// address_space once the `mmap` handler returns, so that
+    /// `unmap_mapping_range()` on that address_space reaches it.
+    pub fn set_file(&self, file: &crate::fs::File) {
+        // SAFETY: The VMA is being set up by its `mmap` handler; `vma_set_file` takes
+        // its own reference on `file`.
+        unsafe { bindings::vma_set_file(self.as_ptr(), file.as_ptr()) };
+    }
+}
