@@ -163,12 +163,18 @@ fn cmd_test(o: &Opts) -> Result<bool> {
     for imp in &impls {
         let work = res.join(imp);
         fs::create_dir_all(work.join("bin"))?;
+        // TEST_GEN_PROGS from the build, TEST_PROGS (scripts) from the source.
         let mut binaries = Vec::new();
-        for e in fs::read_dir(&selftests)? {
-            let e = e?;
-            if e.file_type()?.is_file() && !e.file_name().to_string_lossy().contains('.') {
-                fs::copy(e.path(), work.join("bin").join(e.file_name()))?;
-                binaries.push(e.file_name().to_string_lossy().into_owned());
+        let script_dir = p.tree().join("tools/testing/selftests/p2pdma");
+        for (dir, scripts) in [(&selftests, false), (&script_dir, true)] {
+            for e in fs::read_dir(dir)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let wanted = if scripts { name.ends_with(".sh") } else { !name.contains('.') };
+                if e.file_type()?.is_file() && wanted {
+                    fs::copy(e.path(), work.join("bin").join(&name))?;
+                    binaries.push(name);
+                }
             }
         }
         binaries.sort();

@@ -150,7 +150,14 @@ impl OwnedGenPool {
         // SAFETY: The pool is valid by the type invariant; the caller guarantees the
         // region. The physical address is not used by this pool's users.
         to_result(unsafe {
-            bindings::gen_pool_add_owner(self.ptr.as_ptr(), addr as _, u64::MAX as _, size, -1, owner)
+            bindings::gen_pool_add_owner(
+                self.ptr.as_ptr(),
+                addr as _,
+                u64::MAX as _,
+                size,
+                -1,
+                owner,
+            )
         })
     }
 }

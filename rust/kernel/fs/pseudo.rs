@@ -34,7 +34,7 @@ use crate::{
     bindings,
     error::{code::*, from_err_ptr, Result},
     fs::File,
-    str::CStr,
+    str::{as_char_ptr_in_const_context, CStr, CStrExt},
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Full},
@@ -83,14 +83,18 @@ impl<T: PseudoFs> Ops<T> {
     /// # Safety
     ///
     /// Called by the VFS for a dentry of this file system, `buf` of `len` bytes.
-    unsafe extern "C" fn d_dname(dentry: *mut bindings::dentry, buf: *mut c_char, len: c_int) -> *mut c_char {
+    unsafe extern "C" fn d_dname(
+        dentry: *mut bindings::dentry,
+        buf: *mut c_char,
+        len: c_int,
+    ) -> *mut c_char {
         // SAFETY: The dentry is valid for the call and its name is a NUL-terminated
         // string (set by `alloc_file_pseudo`); `dynamic_dname` formats into `buf`.
         unsafe {
             bindings::dynamic_dname(
                 buf,
                 len,
-                c"%s:[%s]".as_ptr().cast(),
+                c"%s:[%s]".as_char_ptr(),
                 T::DNAME_PREFIX.as_char_ptr(),
                 (*dentry).d_name.name,
             )
@@ -135,7 +139,7 @@ impl PseudoFsType {
     /// Describes the file system `T`; put the result in a `static`.
     pub const fn new<T: PseudoFs>() -> Self {
         let mut fstype: bindings::file_system_type = pin_init::zeroed();
-        fstype.name = T::NAME.as_char_ptr();
+        fstype.name = as_char_ptr_in_const_context(T::NAME);
         fstype.init_fs_context = Some(Ops::<T>::init_fs_context);
         fstype.kill_sb = Some(bindings::kill_anon_super);
         // INVARIANT: set up for `T` just above.
@@ -193,7 +197,8 @@ impl PseudoMount {
     /// The file is not installed in any file descriptor table.
     pub fn new_file(&self, name: &CStr) -> Result<ARef<File>> {
         // SAFETY: By the type invariant the mount is valid, so is its superblock.
-        let inode = from_err_ptr(unsafe { bindings::alloc_anon_inode((*self.mnt.as_ptr()).mnt_sb) })?;
+        let inode =
+            from_err_ptr(unsafe { bindings::alloc_anon_inode((*self.mnt.as_ptr()).mnt_sb) })?;
         // SAFETY: `inode` is a new inode of this mount; `alloc_file_pseudo` takes over
         // its reference on success. The file operations are `'static`.
         let file = unsafe {

@@ -97,7 +97,9 @@ impl VmFault {
     pub fn insert_page(&self, page: &Page) -> VmFaultResult {
         // SAFETY: By the type invariant the fault is in progress; `page` is a valid,
         // live page (`vmf_insert_page_mkwrite` refuses anonymous and typed pages).
-        VmFaultResult(unsafe { bindings::vmf_insert_page_mkwrite(self.0.get(), page.as_ptr(), self.is_write()) })
+        VmFaultResult(unsafe {
+            bindings::vmf_insert_page_mkwrite(self.0.get(), page.as_ptr(), self.is_write())
+        })
     }
 }
 
@@ -128,6 +130,10 @@ impl<T: VmOperations> Adapter<T> {
         fault: Some(Self::fault),
         ..pin_init::zeroed()
     };
+
+    const fn vtable() -> &'static bindings::vm_operations_struct {
+        &Self::VTABLE
+    }
 
     /// # Safety
     ///
@@ -180,7 +186,7 @@ impl VmaNew {
         // and released by `Adapter::close`.
         unsafe {
             (*self.as_ptr()).vm_private_data = ptr;
-            (*self.as_ptr()).vm_ops = &Adapter::<T>::VTABLE;
+            (*self.as_ptr()).vm_ops = Adapter::<T>::vtable();
         }
     }
 

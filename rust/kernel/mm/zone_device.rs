@@ -57,7 +57,11 @@ impl DevicePages {
     ///   them, such as just having allocated the range from the pagemap's allocator;
     /// - the pagemap's `folio_free` gives a page back to that allocator and drops one
     ///   reference on `pgmap_ref`.
-    pub unsafe fn activate(addr: usize, count: usize, pgmap_ref: *mut bindings::percpu_ref) -> Result<Self> {
+    pub unsafe fn activate(
+        addr: usize,
+        count: usize,
+        pgmap_ref: *mut bindings::percpu_ref,
+    ) -> Result<Self> {
         // SAFETY: `pgmap_ref` is valid per the safety requirements; the RCU read lock is
         // held across the tryget as `percpu_ref_tryget_live_rcu` requires.
         let live = unsafe {

@@ -68,7 +68,12 @@ impl<T: Send + 'static> RcuBox<T> {
         // SAFETY: `inner` is a valid, exclusively owned allocation; its `head` is not
         // queued (it is queued only here, and `self` is consumed). `callback::<T>`
         // turns it back into the `KBox` it came from.
-        unsafe { bindings::call_rcu(Opaque::cast_into(ptr::addr_of!((*inner).head)), Some(Self::callback)) };
+        unsafe {
+            bindings::call_rcu(
+                Opaque::cast_into(ptr::addr_of!((*inner).head)),
+                Some(Self::callback),
+            )
+        };
     }
 
     unsafe extern "C" fn callback(head: *mut bindings::callback_head) {

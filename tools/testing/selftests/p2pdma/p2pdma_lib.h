@@ -250,6 +250,28 @@ static inline long p2p_check(const void *buf, size_t len, uint64_t seed)
 	return -1;
 }
 
+/* Per-page patterns, so that any subrange of a buffer can be checked. */
+static inline void p2p_fill_pages(void *buf, size_t npages, uint64_t seed)
+{
+	long ps = p2p_page_size();
+	size_t i;
+
+	for (i = 0; i < npages; i++)
+		p2p_fill((char *)buf + i * ps, ps, seed + i * 0x9e3779b97f4a7c15ULL);
+}
+
+/* Checks pages [first, first + n) of a buffer filled by p2p_fill_pages(). */
+static inline bool p2p_check_pages(const void *buf, size_t first, size_t n, uint64_t seed)
+{
+	long ps = p2p_page_size();
+	size_t i;
+
+	for (i = first; i < first + n; i++)
+		if (p2p_check((const char *)buf + i * ps, ps, seed + i * 0x9e3779b97f4a7c15ULL) != -1)
+			return false;
+	return true;
+}
+
 /* Probing an access that may fault: returns 0, SIGBUS or SIGSEGV. */
 static sigjmp_buf p2p_probe_env;
 
@@ -305,6 +327,70 @@ static inline const char *p2p_impl(void)
 	if (p2p_read_file("/sys/module/p2pdma/parameters/impl", buf, sizeof(buf)))
 		return "c";
 	return buf;
+}
+
+/*
+ * Finds the /proc/self/smaps entry of the mapping that starts at addr and copies
+ * the rest of its line starting with "field" (e.g. "Rss:", "VmFlags:") into out.
+ * Returns 0 or -ENOENT.
+ */
+static inline int p2p_smaps(void *addr, const char *field, char *out, size_t len)
+{
+	unsigned long start, end;
+	char line[512];
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+	int ret = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+			in = start == (unsigned long)addr;
+			continue;
+		}
+		if (in && !strncmp(line, field, strlen(field))) {
+			const char *v = line + strlen(field);
+			size_t n = strcspn(v, "\n");
+
+			if (n >= len)
+				n = len - 1;
+			memcpy(out, v, n);
+			out[n] = '\0';
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* Rss of the mapping at addr, in kB; -1 if not found. */
+static inline long p2p_rss_kb(void *addr)
+{
+	char buf[128];
+
+	if (p2p_smaps(addr, "Rss:", buf, sizeof(buf)))
+		return -1;
+	return strtol(buf, NULL, 10);
+}
+
+/* Whether the VmFlags of the mapping at addr contain the two-letter flag. */
+static inline bool p2p_has_vmflag(void *addr, const char *flag)
+{
+	char buf[256], *tok, *save;
+
+	if (p2p_smaps(addr, "VmFlags:", buf, sizeof(buf)))
+		return false;
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+		if (!strcmp(tok, flag))
+			return true;
+	return false;
+}
+
+static inline bool p2p_is_rust(void)
+{
+	return !strcmp(p2p_impl(), "rust");
 }
 
 #endif /* P2PDMA_LIB_H */

@@ -7,10 +7,19 @@
  * that p2pmem/available is back to its starting value when it ends.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sys/wait.h>
 #include "p2pdma_lib.h"
 #include "../kselftest_harness.h"
 
 #define IO_LEN		P2P_MIB
+/*
+ * Where the Rust implementation is meant to improve on C, tests assert the
+ * improvement for Rust and print C's behaviour as a REPORT line for the summary.
+ */
+#define REPORT(fmt, ...) \
+	printf("# REPORT: [%s] %s: " fmt "\n", p2p_impl(), _metadata->name, ##__VA_ARGS__)
+
 #define FAST_TIMEOUT	120
 #define SLOW_TIMEOUT	300
 
@@ -199,6 +208,291 @@ TEST_F_TIMEOUT(p2pmem, exhaust_pool, SLOW_TIMEOUT)
 	free(maps);
 }
 
+/* Mapping 16 MiB and touching one byte populates one page, not 4096. */
+TEST_F_TIMEOUT(p2pmem, lazy_population, FAST_TIMEOUT)
+{
+	size_t len = 16 * P2P_MIB;
+	volatile char *p = p2p_map(&self->a, len);
+	long before, after;
+
+	ASSERT_NE(MAP_FAILED, p);
+	before = p2p_rss_kb((void *)p);
+	p[len / 2] = 1;
+	after = p2p_rss_kb((void *)p);
+	ASSERT_LE(0, after);
+	REPORT("16 MiB mapping: Rss %ld kB after mmap, %ld kB after touching one byte",
+	       before, after);
+	if (p2p_is_rust()) {
+		EXPECT_EQ(0, before);
+		EXPECT_EQ(p2p_page_size() / 1024, after);
+	}
+	munmap((void *)p, len);
+}
+
+/* A new mapping never sees data written through an earlier one, even another process's. */
+TEST_F_TIMEOUT(p2pmem, zeroed_across_processes, FAST_TIMEOUT)
+{
+	size_t len = 2 * P2P_MIB, nonzero = 0, i;
+	uint64_t seed = p2p_seed();
+	volatile uint64_t *q;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		void *p = p2p_map(&self->a, len);
+
+		if (p == MAP_FAILED)
+			_exit(2);
+		p2p_fill(p, len, seed);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(self->avail_a, p2p_wait_available(&self->a, self->avail_a, 10000, NULL));
+
+	q = p2p_map(&self->a, len);
+	ASSERT_NE(MAP_FAILED, q);
+	for (i = 0; i < len / 8; i++)
+		if (q[i])
+			nonzero++;
+	REPORT("fresh mapping after another process wrote %zu bytes and exited: %zu non-zero words",
+	       len, nonzero);
+	if (p2p_is_rust())
+		EXPECT_EQ(0, nonzero);
+	munmap((void *)q, len);
+}
+
+/* After MADV_DONTNEED a touch faults the same page back, with its data. */
+TEST_F_TIMEOUT(p2pmem, madv_dontneed, FAST_TIMEOUT)
+{
+	size_t len = P2P_MIB;
+	uint64_t seed = p2p_seed(), v = 0;
+	void *p = p2p_map(&self->a, len);
+	int sig;
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill(p, len, seed);
+	ASSERT_EQ(0, madvise(p, len, MADV_DONTNEED));
+	sig = p2p_probe(p, false, &v);
+	REPORT("touch after MADV_DONTNEED: %s%s", p2p_sig_name(sig),
+	       sig ? "" : p2p_check(p, len, seed) == -1 ? ", data kept" : ", data lost");
+	if (p2p_is_rust()) {
+		ASSERT_EQ(0, sig);
+		EXPECT_EQ(-1, p2p_check(p, len, seed));
+	}
+	munmap(p, len);
+}
+
+/* No VM_MIXEDMAP ("mm"), VM_PFNMAP ("pf") or VM_IO ("io"); not expandable, not dumped. */
+TEST_F_TIMEOUT(p2pmem, vm_flags, FAST_TIMEOUT)
+{
+	volatile char *p = p2p_map(&self->a, P2P_MIB);
+	char flags[256] = "";
+
+	ASSERT_NE(MAP_FAILED, p);
+	p[0] = 1;
+	ASSERT_EQ(0, p2p_smaps((void *)p, "VmFlags:", flags, sizeof(flags)));
+	REPORT("VmFlags:%s", flags);
+	if (p2p_is_rust()) {
+		EXPECT_FALSE(p2p_has_vmflag((void *)p, "mm"));
+		EXPECT_FALSE(p2p_has_vmflag((void *)p, "pf"));
+		EXPECT_FALSE(p2p_has_vmflag((void *)p, "io"));
+		EXPECT_TRUE(p2p_has_vmflag((void *)p, "de"));
+		EXPECT_TRUE(p2p_has_vmflag((void *)p, "dd"));
+	}
+	munmap((void *)p, P2P_MIB);
+}
+
+/* Unmapping the middle of a mapping keeps both ends, with their data. */
+TEST_F_TIMEOUT(p2pmem, partial_munmap_middle, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t n = P2P_MIB / ps;
+	uint64_t seed = p2p_seed(), v = 0;
+	char *p = p2p_map(&self->a, P2P_MIB);
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill_pages(p, n, seed);
+	ASSERT_EQ(0, munmap(p + n / 4 * ps, n / 4 * ps));
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 4, seed));
+	EXPECT_TRUE(p2p_check_pages(p, n / 2, n / 2, seed));
+	EXPECT_EQ(SIGSEGV, p2p_probe((uint64_t *)(p + n / 4 * ps), false, &v));
+	/* The pool gets nothing back while a part of the mapping lives. */
+	ASSERT_EQ(0, munmap(p, n / 4 * ps));
+	EXPECT_TRUE(p2p_check_pages(p, n / 2, n / 2, seed));
+	ASSERT_EQ(0, munmap(p + n / 2 * ps, n / 2 * ps));
+}
+
+/* A forked child reads the parent's data and writes data the parent then sees. */
+TEST_F_TIMEOUT(p2pmem, fork_shared, FAST_TIMEOUT)
+{
+	size_t n = P2P_MIB / p2p_page_size();
+	uint64_t seed = p2p_seed();
+	char *p = p2p_map(&self->a, P2P_MIB);
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill_pages(p, n / 2, seed);	/* the second half is left for the child to fault */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		if (!p2p_check_pages(p, 0, n / 2, seed))
+			_exit(1);
+		p2p_fill_pages(p, n, ~seed);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status)) TH_LOG("the child did not see the parent's data");
+	EXPECT_TRUE(p2p_check_pages(p, 0, n, ~seed));
+	munmap(p, P2P_MIB);
+}
+
+/* mremap: shrinking and moving keep the data; growing is refused. */
+TEST_F_TIMEOUT(p2pmem, mremap_shrink_move_grow, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t n = 2 * P2P_MIB / ps;
+	uint64_t seed = p2p_seed();
+	char *p = p2p_map(&self->a, 2 * P2P_MIB), *q, *target, *r;
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill_pages(p, n, seed);
+
+	q = mremap(p, 2 * P2P_MIB, P2P_MIB, 0);
+	ASSERT_EQ(p, q);
+	EXPECT_TRUE(p2p_check_pages(q, 0, n / 2, seed));
+
+	target = mmap(NULL, P2P_MIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, target);
+	q = mremap(p, P2P_MIB, P2P_MIB, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	ASSERT_EQ(target, q);
+	EXPECT_TRUE(p2p_check_pages(q, 0, n / 2, seed));
+
+	r = mremap(q, P2P_MIB, 2 * P2P_MIB, MREMAP_MAYMOVE);
+	REPORT("mremap growth: %s", r == MAP_FAILED ? strerror(errno) : "allowed");
+	if (p2p_is_rust())
+		EXPECT_EQ(MAP_FAILED, r);
+	if (r == MAP_FAILED)
+		munmap(q, P2P_MIB);
+	else
+		munmap(r, 2 * P2P_MIB);
+}
+
+/*
+ * mprotect: read-only refuses writes; a page first faulted read-only is
+ * writable after mprotect back to read-write. The last step runs in a child
+ * with a deadline, as it never completes on the 7.3 C path.
+ */
+TEST_F_TIMEOUT(p2pmem, mprotect, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	uint64_t seed = p2p_seed(), v = 0, one = 1;
+	char *p = p2p_map(&self->a, P2P_MIB);
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill_pages(p, 1, seed);
+	ASSERT_EQ(0, mprotect(p, P2P_MIB, PROT_READ));
+	EXPECT_EQ(0, p2p_probe((uint64_t *)p, false, &v));
+	EXPECT_EQ(SIGSEGV, p2p_probe((uint64_t *)p, true, &one));
+	EXPECT_TRUE(p2p_check_pages(p, 0, 1, seed));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		volatile uint64_t *page = (uint64_t *)(p + 2 * ps);
+
+		alarm(10);
+		(void)*page;				/* faulted read-only */
+		if (mprotect(p, P2P_MIB, PROT_READ | PROT_WRITE))
+			_exit(2);
+		*page = 42;				/* must become writable */
+		_exit(*page == 42 ? 0 : 3);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	REPORT("write after mprotect RO->RW of a page faulted read-only: %s",
+	       WIFEXITED(status) && !WEXITSTATUS(status) ? "ok" :
+	       WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? "no progress in 10 s (livelock)" :
+	       "failed");
+	if (p2p_is_rust()) {
+		EXPECT_TRUE(WIFEXITED(status));
+		EXPECT_EQ(0, WEXITSTATUS(status));
+	}
+	munmap(p, P2P_MIB);
+}
+
+struct io_loop {
+	int fd;
+	void *buf;
+	volatile bool stop;
+	unsigned long ok, err;
+	int last_errno;
+};
+
+static void *io_loop_fn(void *arg)
+{
+	struct io_loop *l = arg;
+	off_t off = 0;
+
+	while (!l->stop) {
+		ssize_t n = (off / P2P_MIB) % 2 ? pread(l->fd, l->buf, P2P_MIB, off) :
+						    pwrite(l->fd, l->buf, P2P_MIB, off);
+		if (n == P2P_MIB) {
+			l->ok++;
+		} else {
+			l->err++;
+			l->last_errno = errno;
+			usleep(1000);
+		}
+		off = (off + P2P_MIB) % (64 * P2P_MIB);
+	}
+	return NULL;
+}
+
+/*
+ * O_DIRECT between B's namespace and A's p2pmem in flight while A is unbound:
+ * unbind completes once the I/O in flight ends, the I/O returns data or a clean
+ * error, nothing hangs; rebind brings A's p2pmem back.
+ */
+TEST_F_TIMEOUT(p2pmem, unbind_during_odirect, SLOW_TIMEOUT)
+{
+	long long size = p2p_attr(&self->a, "size");
+	struct io_loop l = { 0 };
+	struct p2p_dev again;
+	pthread_t th;
+	uint64_t t0, ms;
+
+	l.fd = open(self->b.blk, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, l.fd);
+	l.buf = p2p_map(&self->a, P2P_MIB);
+	ASSERT_NE(MAP_FAILED, l.buf);
+	memset(l.buf, 0x3c, P2P_MIB);
+	ASSERT_EQ(0, pthread_create(&th, NULL, io_loop_fn, &l));
+	while (l.ok < 4 && !l.err)
+		usleep(10000);
+
+	t0 = p2p_now_ns();
+	ASSERT_EQ(0, p2p_unbind(&self->a));
+	ms = (p2p_now_ns() - t0) / 1000000;
+	usleep(200 * 1000);
+	l.stop = true;
+	pthread_join(th, NULL);
+	REPORT("unbind with O_DIRECT in flight: %llu ms; %lu I/Os ok, %lu failed (last: %s)",
+	       (unsigned long long)ms, l.ok, l.err, l.err ? strerror(l.last_errno) : "none");
+	EXPECT_LT(0, l.ok);
+	munmap(l.buf, P2P_MIB);
+	close(l.fd);
+
+	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
+	ASSERT_EQ(0, p2p_find_ready(self->a.serial, &again, 60000));
+	EXPECT_EQ(size, p2p_attr(&again, "size"));
+}
+
 /*
  * Unbind the NVMe driver while a mapping exists, touch the old mapping, rebind:
  * unbind must not hang, and p2pmem must come back with its full size.
@@ -227,6 +521,8 @@ TEST_F_TIMEOUT(p2pmem, unbind_rebind, SLOW_TIMEOUT)
 	printf("# REPORT: [%s] unbind with a live mapping: %llu ms; read after unbind: %s%s\n",
 	       p2p_impl(), (unsigned long long)unbind_ms, p2p_sig_name(sig),
 	       sig ? "" : (v == first ? " (old data)" : " (other data)"));
+	if (p2p_is_rust())
+		EXPECT_EQ(SIGBUS, sig);
 	EXPECT_EQ(0, munmap(p, P2P_MIB));
 
 	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
