@@ -32,11 +32,6 @@ impl Reservation {
         Ok(Self { pages, zeroed })
     }
 
-    /// Number of pages.
-    pub(crate) fn len(&self) -> usize {
-        self.pages.len()
-    }
-
     /// Page `index`, zeroed first if the mapping has not seen it yet.
     pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<BorrowedPage<'_>> {
         if index >= self.pages.len() {

@@ -83,11 +83,18 @@ impl Drop for Map {
         {
             let mut list = self.dev.maps.lock();
             if let Some(i) = list.maps.iter().position(|m| Arc::ptr_eq(m, &self.pages)) {
-                list.maps.swap_remove(i);
+                swap_remove(&mut list.maps, i);
             }
         }
         self.pages.release();
     }
+}
+
+/// Removes element `i` in O(1), not keeping the order.
+fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> Option<T> {
+    let last = v.len().checked_sub(1)?;
+    v.swap(i, last);
+    v.pop()
 }
 
 /// Devices with live mappings, and the pseudo file system their files live on.
@@ -142,7 +149,7 @@ impl Registry {
     fn remove(&self, pdev: &pci::Device) -> Option<Arc<P2pDevice>> {
         let mut devices = self.devices.lock();
         let i = devices.iter().position(|d| core::ptr::eq(&*d.pdev, pdev))?;
-        Some(devices.swap_remove(i))
+        swap_remove(&mut devices, i)
     }
 }
 

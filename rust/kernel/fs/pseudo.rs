@@ -33,6 +33,7 @@
 use crate::{
     bindings,
     error::{code::*, from_err_ptr, Result},
+    ffi::{c_char, c_int},
     fs::File,
     str::{as_char_ptr_in_const_context, CStr, CStrExt},
     sync::{
@@ -41,11 +42,7 @@ use crate::{
     },
     types::Opaque,
 };
-use core::{
-    ffi::{c_char, c_int},
-    marker::PhantomData,
-    ptr::NonNull,
-};
+use core::{marker::PhantomData, ptr::NonNull};
 
 /// Describes a pseudo file system.
 pub trait PseudoFs: 'static {
@@ -96,7 +93,7 @@ impl<T: PseudoFs> Ops<T> {
                 len,
                 c"%s:[%s]".as_char_ptr(),
                 T::DNAME_PREFIX.as_char_ptr(),
-                (*dentry).d_name.name,
+                (*dentry).__bindgen_anon_1.d_name.name,
             )
         }
     }

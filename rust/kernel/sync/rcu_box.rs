@@ -46,6 +46,13 @@ struct Inner<T> {
 /// ```
 pub struct RcuBox<T: Send + 'static>(KBox<Inner<T>>);
 
+// SAFETY: The `rcu_head` is only touched by `call_rcu()` once the box is given up, so an
+// `RcuBox` is as thread-safe as the `T` it owns; the deferred drop of `T` happens on
+// another CPU, which `T: Send` allows.
+unsafe impl<T: Send + 'static> Send for RcuBox<T> {}
+// SAFETY: `&RcuBox<T>` only gives out `&T`.
+unsafe impl<T: Send + Sync + 'static> Sync for RcuBox<T> {}
+
 impl<T: Send + 'static> RcuBox<T> {
     /// Allocates a box holding `value`.
     pub fn new(value: T, flags: Flags) -> Result<Self, AllocError> {
