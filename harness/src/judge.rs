@@ -131,9 +131,66 @@ pub fn judge_kernel(v: &mut Verdict, console: &str, results: &Path, qemu_stderr:
     }
 }
 
+/// Figures of the reliability tests (misuse and stress binaries) of one boot.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reliability {
+    pub cases: usize,
+    pub failed: usize,
+    pub iterations: u32,
+    pub splats: usize,
+    pub hangs: usize,
+    pub leaks: usize,
+}
+
+impl Reliability {
+    pub fn summary(&self, imp: &str) -> String {
+        format!(
+            "reliability [{imp}]: {} misuse/stress cases ({} failed), {} stress rounds each, \
+             {} splat(s), {} hang(s), {} leak(s)",
+            self.cases, self.failed, self.iterations, self.splats, self.hangs, self.leaks
+        )
+    }
+}
+
+/// Counts the reliability figures from the TAP of the misuse and stress tests.
+pub fn reliability(v: &Verdict, results: &Path, iterations: u32, timed_out: bool) -> Reliability {
+    let mut r = Reliability { iterations, splats: v.splats.len(), ..Default::default() };
+    r.hangs = usize::from(timed_out) + v.splats.iter().filter(|s| matches!(s.kind, "hung task" | "soft lockup" | "RCU stall")).count();
+    for bin in ["p2pmem_misuse_test", "p2pmem_stress_test"] {
+        let Ok(text) = fs::read_to_string(results.join(format!("{bin}.tap"))) else { continue };
+        let rep = tap::parse(&text);
+        r.cases += rep.top().count();
+        r.failed += rep.top().filter(|p| p.status != Status::Pass).count();
+        r.hangs += text.matches("Test terminated by timeout").count();
+        r.leaks += reliability_leaks(&text);
+    }
+    r
+}
+
+/// Failed p2pmem/available checks (pages not returned to the pool).
+fn reliability_leaks(tap: &str) -> usize {
+    tap.lines().filter(|l| l.contains("p2p_wait_available") && l.contains("Expected")).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reliability_counts() {
+        let dir = std::env::temp_dir().join(format!("rel-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("p2pmem_stress_test.tap"),
+            "1..2\nok 1 stress.a\n# p2pmem_stress_test.c:60:b:Expected self->avail (100) == p2p_wait_available(&d, self->avail, 10000, NULL) (96)\n# b: Test terminated by timeout\nnot ok 2 stress.b\n",
+        )
+        .unwrap();
+        fs::write(dir.join("p2pmem_misuse_test.tap"), "1..1\nok 1 misuse.x\n").unwrap();
+        let v = Verdict::default();
+        let r = reliability(&v, &dir, 7, false);
+        assert_eq!(r, Reliability { cases: 3, failed: 1, iterations: 7, splats: 0, hangs: 1, leaks: 1 });
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn expected_file() {

@@ -32,12 +32,18 @@ struct Opts {
     clippy: bool,
     timeout_min: Option<u64>,
     extra_cmdline: String,
+    stress_iters: Option<u32>,
 }
+
+/// Rounds of each stress test in a default run: enough to catch a race, small
+/// enough for CI under TCG. `--stress-iters N` selects the long run.
+const DEFAULT_STRESS_ITERS: u32 = 3;
 
 fn usage() -> ! {
     eprintln!(
         "usage: harness <test|demo|build> [--impl c,rust] [--kvm] [--no-canary] \
-         [--profile base|debug] [--clippy] [--timeout-min N] [--append 'kernel args']"
+         [--profile base|debug] [--clippy] [--timeout-min N] [--stress-iters N] \
+         [--append 'kernel args']"
     );
     std::process::exit(2);
 }
@@ -61,6 +67,7 @@ fn parse_opts(args: &[String]) -> Opts {
             }
             "--timeout-min" => o.timeout_min = Some(val().parse().unwrap_or_else(|_| usage())),
             "--append" => o.extra_cmdline = val(),
+            "--stress-iters" => o.stress_iters = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
@@ -155,7 +162,11 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         .collect();
     let impls = o.impls.clone().unwrap_or_else(|| available_impls(&p, profile));
     let res = results_dir(&p, "test")?;
-    util::step("test", &format!("implementations: {}; results: {}", impls.join(", "), res.display()));
+    let iters = o.stress_iters.unwrap_or(DEFAULT_STRESS_ITERS);
+    util::step(
+        "test",
+        &format!("implementations: {}; stress rounds per test: {iters}; results: {}", impls.join(", "), res.display()),
+    );
 
     let mut all_ok = true;
     let mut lines = Vec::new();
@@ -178,9 +189,10 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             }
         }
         binaries.sort();
-        write_run_sh(&work, &format!("IMPL={imp}\nrun_tests\nfinish\n"))?;
+        write_run_sh(&work, &format!("IMPL={imp}\nexport P2PDMA_STRESS_ITERS={iters}\nrun_tests\nfinish\n"))?;
         let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
-        let out = boot_in(&p, profile, &work, cmdline, o, 40)?;
+        // About a minute per stress round under TCG, on top of the rest.
+        let out = boot_in(&p, profile, &work, cmdline, o, 40 + u64::from(iters) * 2)?;
         let console = fs::read_to_string(&out.console)?;
         let mut v = judge::Verdict::default();
         if let Err(e) = guest::require_finished(&out) {
@@ -215,6 +227,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         for d in diag_lines(&results) {
             lines.push(format!("   {d}"));
         }
+        lines.push(format!("   {}", judge::reliability(&v, &results, iters, out.timed_out).summary(imp)));
         all_ok &= v.ok();
     }
 
