@@ -93,7 +93,7 @@ impl GenPool {
         unsafe {
             bindings::gen_pool_free_owner(
                 self.as_raw(),
-                alloc.addr as _,
+                alloc.addr,
                 alloc.size,
                 core::ptr::null_mut(),
             )
@@ -131,8 +131,9 @@ impl OwnedGenPool {
     /// Creates an empty pool whose allocations are multiples of `1 << min_alloc_order`
     /// bytes, with its bookkeeping on NUMA node `nid` (`-1` for any).
     pub fn new(min_alloc_order: u32, nid: i32) -> Result<Self> {
+        let order = i32::try_from(min_alloc_order).map_err(|_| EINVAL)?;
         // SAFETY: `gen_pool_create` has no preconditions.
-        let ptr = unsafe { bindings::gen_pool_create(min_alloc_order as _, nid) };
+        let ptr = unsafe { bindings::gen_pool_create(order, nid) };
         // INVARIANT: `ptr` is a freshly created pool.
         Ok(Self {
             ptr: NonNull::new(ptr).ok_or(ENOMEM)?,
@@ -152,8 +153,8 @@ impl OwnedGenPool {
         to_result(unsafe {
             bindings::gen_pool_add_owner(
                 self.ptr.as_ptr(),
-                addr as _,
-                u64::MAX as _,
+                addr,
+                bindings::phys_addr_t::MAX,
                 size,
                 -1,
                 owner,

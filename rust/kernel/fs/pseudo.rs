@@ -103,7 +103,7 @@ impl<T: PseudoFs> Ops<T> {
     /// Called by the VFS to set up a new superblock's context.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> c_int {
         // SAFETY: `fc` is valid for the call.
-        let ctx = unsafe { bindings::init_pseudo(fc, T::MAGIC as _) };
+        let ctx = unsafe { bindings::init_pseudo(fc, T::MAGIC.into()) };
         if ctx.is_null() {
             return ENOMEM.to_errno();
         }
@@ -203,7 +203,7 @@ impl PseudoMount {
                 inode,
                 self.mnt.as_ptr(),
                 name.as_char_ptr(),
-                bindings::O_RDWR as _,
+                bindings::O_RDWR as c_int,
                 self.ty.file_ops,
             )
         };

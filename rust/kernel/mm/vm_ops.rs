@@ -75,12 +75,12 @@ impl VmFault {
 
     /// The page-aligned faulting user address.
     pub fn address(&self) -> usize {
-        self.raw().__bindgen_anon_1.address as usize
+        self.raw().__bindgen_anon_1.address
     }
 
     /// The faulting page's offset in the mapping, in pages (includes `vm_pgoff`).
     pub fn pgoff(&self) -> usize {
-        self.raw().__bindgen_anon_1.pgoff as usize
+        self.raw().__bindgen_anon_1.pgoff
     }
 
     /// Whether the access is a write.

@@ -83,6 +83,9 @@ impl<T: Send + 'static> RcuBox<T> {
         };
     }
 
+    /// # Safety
+    ///
+    /// Called by RCU with the `head` queued by [`RcuBox::drop_after_grace_period`].
     unsafe extern "C" fn callback(head: *mut bindings::callback_head) {
         // SAFETY: `head` is the first field of a `#[repr(C)]` `Inner<T>` queued by
         // `drop_after_grace_period`, which gave up ownership of it to this callback.
