@@ -44,6 +44,7 @@ run_tests() {
 	log "p2pdma implementation requested: $IMPL"
 	wait_p2pmem
 	for t in "$W"/bin/*; do
+		case "$t" in *bench*) continue ;; esac
 		n=$(basename "$t")
 		log "running $n"
 		{ "$t"; echo $? > "$R/$n.rc"; } 2>&1 | tee "$R/$n.tap"
@@ -82,6 +83,36 @@ run_demo() {
 	fio_pair 2_system_RAM_to_from_nvme_p2p-b p2p-a p2p-b malloc
 	fio_pair 3_p2pmem_of_p2p-b_to_from_nvme_p2p-a p2p-b p2p-a p2pmem
 	fio_pair 4_system_RAM_to_from_nvme_p2p-a p2p-b p2p-a malloc
+}
+
+# run_bench REPS: the mmap benchmarks and the fio matrix, REPS times each.
+run_bench() {
+	log "p2pdma implementation requested: $IMPL"
+	wait_p2pmem
+	"$W/bin/p2pmem_bench" "$1" > "$R/bench.jsonl"
+	echo $? > "$R/bench.rc"
+	set -- "$1" "$(nvme_by_serial p2p-a)" "$(nvme_by_serial p2p-b)"
+	reps=$1 a_ctrl=${2% *} a_bdf=${2#* } b_ctrl=${3% *}
+	for qd in 1 16; do
+		for rw in read write; do
+			for io in same:$a_ctrl cross:$b_ctrl; do
+				for mem in p2pmem ram; do
+					m=malloc
+					[ $mem = p2pmem ] && m="mmapshared:/sys/bus/pci/devices/$a_bdf/p2pmem/allocate"
+					i=0
+					while [ $i -lt "$reps" ]; do
+						f="$R/fio-qd$qd-$rw-${io%%:*}-$mem-$i.json"
+						log "fio qd=$qd $rw ${io%%:*} $mem #$i"
+						fio --name=bench --filename="/dev/${io#*:}n1" --direct=1 \
+							--ioengine=libaio --iodepth=$qd --rw=$rw --bs=128k \
+							--size=16M --iomem="$m" --output-format=json \
+							--output="$f" > /dev/null 2>&1
+						i=$((i + 1))
+					done
+				done
+			done
+		done
+	done
 }
 
 finish() {

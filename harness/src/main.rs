@@ -5,9 +5,11 @@
 //! ```text
 //! harness test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
 //! harness demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
+//! harness bench [--reps N] [--kvm]                      C vs Rust benchmarks, base kernel
 //! harness build [--profile base|debug] [--clippy]       only build
 //! ```
 
+mod bench;
 mod guest;
 mod judge;
 mod kconfig;
@@ -33,6 +35,7 @@ struct Opts {
     timeout_min: Option<u64>,
     extra_cmdline: String,
     stress_iters: Option<u32>,
+    reps: Option<u32>,
 }
 
 /// Rounds of each stress test in a default run: enough to catch a race, small
@@ -67,6 +70,7 @@ fn parse_opts(args: &[String]) -> Opts {
             }
             "--timeout-min" => o.timeout_min = Some(val().parse().unwrap_or_else(|_| usage())),
             "--append" => o.extra_cmdline = val(),
+            "--reps" => o.reps = Some(val().parse().unwrap_or_else(|_| usage())),
             "--stress-iters" => o.stress_iters = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
@@ -181,7 +185,11 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             for e in fs::read_dir(dir)? {
                 let e = e?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                let wanted = if scripts { name.ends_with(".sh") } else { !name.contains('.') };
+                let wanted = if scripts {
+                    name.ends_with(".sh")
+                } else {
+                    !name.contains('.') && !name.contains("bench")
+                };
                 if e.file_type()?.is_file() && wanted {
                     fs::copy(e.path(), work.join("bin").join(&name))?;
                     binaries.push(name);
@@ -345,6 +353,55 @@ fn cmd_demo(o: &Opts) -> Result<bool> {
     Ok(ok)
 }
 
+fn cmd_bench(o: &Opts) -> Result<bool> {
+    let p = paths()?;
+    let profile = Profile::Base;
+    build_kernel(&p, profile, false)?;
+    let selftests = kernel::build_selftests(&p, profile)?;
+    let reps = o.reps.unwrap_or(5);
+    let res = results_dir(&p, "bench")?;
+    let mut figs = Vec::new();
+    for imp in ["c", "rust"] {
+        let work = work_dir(&res.join(imp))?;
+        fs::create_dir_all(work.join("bin"))?;
+        fs::copy(selftests.join("p2pmem_bench"), work.join("bin/p2pmem_bench"))?;
+        write_run_sh(&work, &format!("IMPL={imp}\nrun_bench {reps}\nfinish\n"))?;
+        let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
+        let out = boot_in(&p, profile, &work, cmdline, o, 30 + u64::from(reps) * 6)?;
+        guest::require_finished(&out)?;
+        let splats = splat::scan(&fs::read_to_string(&out.console)?);
+        if !splats.is_empty() {
+            anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
+        }
+        let mut f = bench::parse_lines(&fs::read_to_string(work.join("results/bench.jsonl")).unwrap_or_default());
+        f.extend(bench::fio_figures(&work.join("results")));
+        if f.is_empty() {
+            anyhow::bail!("no benchmark results from the {imp} boot: see {}", out.console.display());
+        }
+        figs.push(f);
+    }
+    let rows = bench::rows(&figs[0], &figs[1]);
+    let md = bench::markdown(&rows);
+    fs::write(res.join("bench.md"), &md)?;
+    fs::write(res.join("bench.json"), serde_json::to_string_pretty(&bench::json(&rows))?)?;
+    let plot = util::run_capture(
+        std::process::Command::new("python3")
+            .arg(p.repo.join("harness/plot_bench.py"))
+            .arg(res.join("bench.json"))
+            .arg(res.join("bench.png")),
+    );
+    println!();
+    println!("================ p2pdma-rs benchmarks: C vs Rust, {reps} repetitions, base kernel under {} ================", if o.kvm { "KVM" } else { "TCG" });
+    print!("{md}");
+    println!("\nRust cost/C cost below 1 means the Rust path is better (faster, or more operations per second).");
+    match plot {
+        Ok(_) => println!("plot: {}", res.join("bench.png").display()),
+        Err(e) => println!("plot failed: {e}"),
+    }
+    println!("raw numbers: {}", res.join("bench.json").display());
+    Ok(true)
+}
+
 /// Bandwidth in MB/s of one direction of a fio JSON result.
 fn fio_bw(path: &Path, dir: &str) -> Option<f64> {
     let text = fs::read_to_string(path).ok()?;
@@ -369,6 +426,7 @@ fn main() {
     let r = match cmd.as_str() {
         "test" => cmd_test(&o),
         "demo" => cmd_demo(&o),
+        "bench" => cmd_bench(&o),
         "build" => paths().and_then(|p| build_kernel(&p, o.profile.unwrap_or(Profile::Debug), o.clippy).map(|_| true)),
         _ => usage(),
     };

@@ -82,7 +82,9 @@ impl Drop for Map {
         // The last VMA is gone, and its page table entries with it.
         {
             let mut list = self.dev.maps.lock();
-            if let Some(i) = list.maps.iter().position(|m| Arc::ptr_eq(m, &self.pages)) {
+            // Maps usually go in the reverse order they came (exit unmaps by address,
+            // mmap hands out addresses top-down): search from the end.
+            if let Some(i) = list.maps.iter().rposition(|m| Arc::ptr_eq(m, &self.pages)) {
                 swap_remove(&mut list.maps, i);
             }
         }

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * p2pmem mmap benchmarks, run inside the guest by the harness's bench command,
+ * once per implementation. Prints one JSON object per line:
+ *   {"figure": "...", "unit": "...", "values": [v1, v2, ...]}
+ *
+ * Usage: p2pmem_bench [repetitions]
+ */
+#define _GNU_SOURCE
+#include <sys/wait.h>
+#include "p2pdma_lib.h"
+
+static int reps = 5;
+static struct p2p_dev dev;
+
+static double now_s(void)
+{
+	return p2p_now_ns() / 1e9;
+}
+
+static void emit(const char *figure, const char *unit, const double *v, int n)
+{
+	int i;
+
+	printf("{\"figure\": \"%s\", \"unit\": \"%s\", \"values\": [", figure, unit);
+	for (i = 0; i < n; i++)
+		printf("%s%.6g", i ? ", " : "", v[i]);
+	printf("]}\n");
+	fflush(stdout);
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "p2pmem_bench: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void wait_pool(long long avail)
+{
+	p2p_wait_available(&dev, avail, 20000, NULL);
+}
+
+/* The largest mapping (in MiB) that fits in the pool now. */
+static size_t largest_mapping(void)
+{
+	size_t mib = p2p_attr(&dev, "available") / P2P_MIB;
+
+	for (; mib > 0; mib--) {
+		void *p = p2p_map(&dev, mib * P2P_MIB);
+
+		if (p != MAP_FAILED) {
+			munmap(p, mib * P2P_MIB);
+			return mib * P2P_MIB;
+		}
+	}
+	return 0;
+}
+
+static double touch_pages(size_t len)
+{
+	long ps = p2p_page_size();
+	volatile char *p;
+	double t0 = now_s(), t;
+	size_t off;
+
+	p = p2p_map(&dev, len);
+	if (p == MAP_FAILED)
+		die("mmap");
+	for (off = 0; off < len; off += ps)
+		p[off] = 1;
+	t = now_s() - t0;
+	munmap((void *)p, len);
+	return t;
+}
+
+/* 1. mmap + first touch of all available p2pmem, one byte per page: s/GiB. */
+static void first_touch(long long avail)
+{
+	size_t len = largest_mapping();
+	double v[64];
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		v[i] = touch_pages(len) * (double)(1UL << 30) / len;
+		wait_pool(avail);
+	}
+	emit("1 mmap + first touch of the whole pool", "s/GiB", v, reps);
+}
+
+/* 2. mmap/munmap churn of 2 MiB without touching: ops/s. */
+static void churn(long long avail)
+{
+	double v[64];
+	int i, j, n = 200;
+
+	for (i = 0; i < reps; i++) {
+		double t0 = now_s();
+
+		for (j = 0; j < n; j++) {
+			void *p = p2p_map(&dev, 2 * P2P_MIB);
+
+			if (p == MAP_FAILED)
+				die("mmap");
+			munmap(p, 2 * P2P_MIB);
+		}
+		v[i] = n / (now_s() - t0);
+		wait_pool(avail);
+	}
+	emit("2 mmap/munmap churn, 2 MiB, untouched", "ops/s", v, reps);
+}
+
+/* 3. mmap, touch every page, munmap of 2 MiB: ops/s. */
+static void map_touch_unmap(long long avail)
+{
+	double v[64];
+	int i, j, n = 20;
+
+	for (i = 0; i < reps; i++) {
+		double t0 = now_s();
+
+		for (j = 0; j < n; j++)
+			touch_pages(2 * P2P_MIB);
+		v[i] = n / (now_s() - t0);
+		wait_pool(avail);
+	}
+	emit("3 mmap + touch all + munmap, 2 MiB", "ops/s", v, reps);
+}
+
+/* 5. Unbind latency with k live (touched, one page each) mappings: ms. */
+static void unbind_latency(long long avail, int k)
+{
+	char name[64];
+	double v[64];
+	int i, j;
+
+	for (i = 0; i < reps; i++) {
+		char **maps = calloc(k ? k : 1, sizeof(*maps));
+		double t0;
+
+		for (j = 0; j < k; j++) {
+			maps[j] = p2p_map(&dev, p2p_page_size());
+			if (maps[j] == MAP_FAILED)
+				die("mmap");
+			maps[j][0] = 1;
+		}
+		t0 = now_s();
+		if (p2p_unbind(&dev))
+			die("unbind");
+		v[i] = (now_s() - t0) * 1e3;
+		for (j = 0; j < k; j++)
+			munmap(maps[j], p2p_page_size());
+		free(maps);
+		if (p2p_bind_nvme(&dev) || p2p_find_ready(dev.serial, &dev, 60000))
+			die("rebind");
+		wait_pool(avail);
+	}
+	snprintf(name, sizeof(name), "5 unbind latency, %d live mappings", k);
+	emit(name, "ms", v, reps);
+}
+
+/* 6. Exit time of a process holding n VMAs (p2pmem or anonymous shared): ms. */
+static double exit_time(int n, bool p2p)
+{
+	volatile double *stamp = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int status, fds[2];
+	double t;
+	pid_t pid;
+	char c;
+
+	if (stamp == MAP_FAILED || pipe(fds))
+		die("setup");
+	pid = fork();
+	if (!pid) {
+		int i;
+
+		for (i = 0; i < n; i++) {
+			char *p = p2p ? p2p_map(&dev, p2p_page_size()) :
+				  mmap(NULL, p2p_page_size(), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				_exit(2);
+			p[0] = 1;
+		}
+		if (write(fds[1], "r", 1) != 1)
+			_exit(3);
+		if (read(fds[0], &c, 1) != 1)
+			_exit(4);
+		*stamp = now_s();
+		_exit(0);
+	}
+	if (read(fds[0], &c, 1) != 1)
+		die("child setup");
+	if (write(fds[1], "g", 1) != 1)
+		die("go");
+	usleep(1000);
+	waitpid(pid, &status, 0);
+	t = (now_s() - *stamp) * 1e3;
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		die("child");
+	munmap((void *)stamp, 4096);
+	close(fds[0]);
+	close(fds[1]);
+	return t;
+}
+
+static void exit_times(long long avail)
+{
+	double v[64], a[64], back[64];
+	int i, waited;
+
+	for (i = 0; i < reps; i++) {
+		double t0;
+
+		v[i] = exit_time(10000, true);
+		t0 = now_s();
+		p2p_wait_available(&dev, avail, 20000, &waited);
+		back[i] = (now_s() - t0) * 1e3;
+		a[i] = exit_time(10000, false);
+	}
+	emit("6 exit with 10,000 p2pmem VMAs", "ms", v, reps);
+	emit("6 exit with 10,000 anonymous MAP_SHARED VMAs", "ms", a, reps);
+	emit("6 p2pmem back in the pool after that exit", "ms", back, reps);
+}
+
+/* 7. Faults per second on a fresh 16 MiB mapping, 4 KiB pages (mmap included). */
+static void fault_rate(long long avail)
+{
+	size_t len = 16 * P2P_MIB;
+	double v[64];
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		v[i] = (len / p2p_page_size()) / touch_pages(len);
+		wait_pool(avail);
+	}
+	emit("7 page faults on a fresh mapping", "faults/s", v, reps);
+}
+
+int main(int argc, char **argv)
+{
+	long long avail;
+
+	if (argc > 1)
+		reps = atoi(argv[1]);
+	if (reps < 1 || reps > 64)
+		reps = 5;
+	if (p2p_find_ready(p2p_serial('A'), &dev, 30000))
+		die("no p2pmem device");
+	avail = p2p_attr(&dev, "available");
+	fprintf(stderr, "p2pmem_bench: %s, %s, %d repetitions, implementation %s\n",
+		dev.serial, dev.bdf, reps, p2p_impl());
+
+	first_touch(avail);
+	churn(avail);
+	map_touch_unmap(avail);
+	fault_rate(avail);
+	exit_times(avail);
+	unbind_latency(avail, 0);
+	unbind_latency(avail, 100);
+	unbind_latency(avail, 1000);
+	return 0;
+}
