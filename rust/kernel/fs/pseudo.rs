@@ -33,7 +33,7 @@
 use crate::{
     bindings,
     error::{code::*, from_err_ptr, Result},
-    ffi::{c_char, c_int},
+    ffi::{c_char, c_int, c_ulong},
     fs::File,
     str::{as_char_ptr_in_const_context, CStr, CStrExt},
     sync::{
@@ -103,7 +103,7 @@ impl<T: PseudoFs> Ops<T> {
     /// Called by the VFS to set up a new superblock's context.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> c_int {
         // SAFETY: `fc` is valid for the call.
-        let ctx = unsafe { bindings::init_pseudo(fc, T::MAGIC.into()) };
+        let ctx = unsafe { bindings::init_pseudo(fc, T::MAGIC as c_ulong) };
         if ctx.is_null() {
             return ENOMEM.to_errno();
         }
