@@ -93,13 +93,17 @@ static inline const char *p2p_serial(char which)
 /* Finds the NVMe controller with the given serial; returns 0 or -ENODEV. */
 static inline int p2p_find(const char *serial, struct p2p_dev *d)
 {
-	char path[P2P_PATH], buf[256], link[P2P_PATH];
+	char path[P2P_PATH], buf[256], link[P2P_PATH], want[64];
 	struct dirent *e;
-	DIR *dir = opendir("/sys/class/nvme");
+	DIR *dir;
 	int ret = -ENODEV;
 	ssize_t n;
 	char *s;
 
+	/* d may be the struct serial points into: keep a copy. */
+	snprintf(want, sizeof(want), "%s", serial);
+	serial = want;
+	dir = opendir("/sys/class/nvme");
 	if (!dir)
 		return -ENODEV;
 	while ((e = readdir(dir))) {
