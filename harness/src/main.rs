@@ -128,20 +128,24 @@ fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, 
     fs::create_dir_all(work.join("results"))?;
     let initramfs = p.out(profile).join("p2pdma-initramfs.cpio");
     guest::ensure_initramfs(&initramfs)?;
-    let disks = p.cache.join("disks");
+    // Fresh sparse backing files per boot: boots may run side by side (QEMU locks
+    // its images), and no test may depend on what an earlier boot wrote.
+    let disks = work.join("disks");
     guest::ensure_disks(&disks)?;
     let b = guest::Boot {
         kernel: p.bzimage(profile),
         initramfs,
         work: work.to_path_buf(),
-        disks,
+        disks: disks.clone(),
         cmdline,
         kvm: o.kvm,
         memory_mib: 4096,
         timeout: Duration::from_secs(60 * o.timeout_min.unwrap_or(minutes)),
     };
     util::step("boot", &format!("{} kernel, {}, cmdline '{}'", profile.name(), if o.kvm { "KVM" } else { "TCG" }, b.cmdline));
-    let out = guest::boot(&b)?;
+    let out = guest::boot(&b);
+    let _ = fs::remove_dir_all(&disks);
+    let out = out?;
     util::step("boot", &format!("guest done in {:.0}s, console: {}", out.seconds, out.console.display()));
     Ok(out)
 }
