@@ -278,6 +278,48 @@ TEST_F_TIMEOUT(misuse, kill_during_odirect, TIMEOUT)
 	EXPECT_TRUE(WIFSIGNALED(status)) TH_LOG("the child exited with %d", WEXITSTATUS(status));
 }
 
+/* allocate keeps the mode of the 7.3 sysfs attribute: 0660, owned by root. */
+TEST_F_TIMEOUT(misuse, allocate_permissions, TIMEOUT)
+{
+	char path[P2P_PATH];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/allocate", self->a.p2pmem);
+	ASSERT_EQ(0, stat(path, &st));
+	EXPECT_EQ(0660, st.st_mode & 07777);
+	EXPECT_EQ(0, st.st_uid);
+}
+
+/* Nothing about p2pmem in the kernel log shows a kernel pointer unhashed. */
+TEST_F_TIMEOUT(misuse, no_kernel_addresses_in_log, TIMEOUT)
+{
+	char line[1024];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK), found = 0, seen = 0;
+	ssize_t n;
+
+	ASSERT_LE(0, fd);
+	while ((n = read(fd, line, sizeof(line) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+		char *q;
+
+		if (n <= 0)
+			continue;
+		line[n] = '\0';
+		if (!strstr(line, "p2p") && !strstr(line, "P2P"))
+			continue;
+		seen++;
+		for (q = strstr(line, "ffff"); q; q = strstr(q + 1, "ffff"))
+			if (strspn(q, "0123456789abcdef") >= 16) {
+				found++;
+				TH_LOG("kernel address in: %s", line);
+				break;
+			}
+	}
+	close(fd);
+	printf("# %d p2p log lines checked\n", seen);
+	EXPECT_LT(0, seen);
+	EXPECT_EQ(0, found);
+}
+
 /* A file descriptor opened before unbind: mmap afterwards fails cleanly. */
 TEST_F_TIMEOUT(misuse, mmap_stale_fd_after_unbind, 300)
 {
