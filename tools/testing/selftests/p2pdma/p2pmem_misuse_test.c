@@ -304,7 +304,7 @@ TEST_F_TIMEOUT(misuse, no_kernel_addresses_in_log, TIMEOUT)
 		if (n <= 0)
 			continue;
 		line[n] = '\0';
-		if (!strstr(line, "p2p") && !strstr(line, "P2P"))
+		if (!strstr(line, "p2p") && !strstr(line, "P2P") && !strstr(line, "peer-to-peer"))
 			continue;
 		seen++;
 		for (q = strstr(line, "ffff"); q; q = strstr(q + 1, "ffff"))
