@@ -174,17 +174,19 @@ static double exit_time(int n, bool p2p)
 {
 	volatile double *stamp = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int status, fds[2];
+	int status, ready[2], go[2];
 	double t;
 	pid_t pid;
 	char c;
 
-	if (stamp == MAP_FAILED || pipe(fds))
+	if (stamp == MAP_FAILED || pipe(ready) || pipe(go))
 		die("setup");
 	pid = fork();
 	if (!pid) {
 		int i;
 
+		close(ready[0]);
+		close(go[1]);
 		for (i = 0; i < n; i++) {
 			char *p = p2p ? map_page() :
 				  mmap(NULL, p2p_page_size(), PROT_READ | PROT_WRITE,
@@ -193,25 +195,23 @@ static double exit_time(int n, bool p2p)
 				_exit(2);
 			p[0] = 1;
 		}
-		if (write(fds[1], "r", 1) != 1)
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
 			_exit(3);
-		if (read(fds[0], &c, 1) != 1)
-			_exit(4);
 		*stamp = now_s();
 		_exit(0);
 	}
-	if (read(fds[0], &c, 1) != 1)
+	close(ready[1]);
+	close(go[0]);
+	/* EOF here means the child failed before it was ready. */
+	if (read(ready[0], &c, 1) != 1 || write(go[1], "g", 1) != 1)
 		die("child setup");
-	if (write(fds[1], "g", 1) != 1)
-		die("go");
-	usleep(1000);
 	waitpid(pid, &status, 0);
 	t = (now_s() - *stamp) * 1e3;
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
 		die("child");
 	munmap((void *)stamp, 4096);
-	close(fds[0]);
-	close(fds[1]);
+	close(ready[0]);
+	close(go[1]);
 	return t;
 }
 
