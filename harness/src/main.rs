@@ -377,6 +377,9 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
         if !splats.is_empty() {
             anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
         }
+        if fs::read_to_string(work.join("results/bench.rc")).map(|s| s.trim().to_string()).as_deref() != Ok("0") {
+            anyhow::bail!("p2pmem_bench failed in the {imp} boot: see {}", out.console.display());
+        }
         let mut f = bench::parse_lines(&fs::read_to_string(work.join("results/bench.jsonl")).unwrap_or_default());
         f.extend(bench::fio_figures(&work.join("results")));
         if f.is_empty() {
@@ -389,7 +392,8 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
     fs::write(res.join("bench.md"), &md)?;
     fs::write(res.join("bench.json"), serde_json::to_string_pretty(&bench::json(&rows))?)?;
     let plot = util::run_capture(
-        std::process::Command::new("python3")
+        // Debian's python3, which has python3-matplotlib (not a pyenv one on PATH).
+        std::process::Command::new("/usr/bin/python3")
             .arg(p.repo.join("harness/plot_bench.py"))
             .arg(res.join("bench.json"))
             .arg(res.join("bench.png")),
