@@ -377,7 +377,7 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
         if !splats.is_empty() {
             anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
         }
-        if fs::read_to_string(work.join("results/bench.rc")).map(|s| s.trim().to_string()).as_deref() != Ok("0") {
+        if fs::read_to_string(work.join("results/bench.rc")).ok().as_deref().map(str::trim) != Some("0") {
             anyhow::bail!("p2pmem_bench failed in the {imp} boot: see {}", out.console.display());
         }
         let mut f = bench::parse_lines(&fs::read_to_string(work.join("results/bench.jsonl")).unwrap_or_default());
