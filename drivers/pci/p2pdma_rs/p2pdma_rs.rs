@@ -16,16 +16,17 @@
 //!
 //! - `mmap` reserves the whole length from the device's pool (`ENOMEM` if it does not
 //!   fit) in a [`vma::Map`] shared by every VMA made from the mapping (split, fork,
-//!   mremap), and inserts nothing; `fault` inserts one page, as a normal refcounted
-//!   page behind a normal PTE, so GUP, GUP-fast and `O_DIRECT` see a real page;
+//!   mremap), and inserts nothing (it does no work per page); `fault` inserts one
+//!   page, as a normal refcounted page behind a normal PTE, so GUP, GUP-fast and
+//!   `O_DIRECT` see a real page;
 //! - a page is zeroed before the mapping first sees it, so no mapping sees data of an
 //!   earlier one;
 //! - after `MADV_DONTNEED` a page faults back in with its data;
 //! - each VMA is moved onto a file of the device's inode on a pseudo file system
 //!   ([`pseudofs`]), so unbinding the device can zap every mapping of it; the pages
-//!   are then released after an RCU grace period ([`pool`]), so a GUP-fast walker
-//!   that saw an old PTE never finds a page given to someone else, and nothing waits
-//!   for that grace period.
+//!   that were faulted in are then released after an RCU grace period ([`pool`]), so
+//!   a GUP-fast walker that saw an old PTE never finds a page given to someone else,
+//!   and nothing waits for that grace period; the others go back at once.
 //!
 //! Locks are taken in this order: the registry's device list, a device's map list,
 //! a map's page state. The fault path holds the mmap lock (or the VMA lock) and then

@@ -4,44 +4,42 @@
 //!
 //! The device's genalloc pool of ZONE_DEVICE memory is shared with the C
 //! implementation and in-kernel users, so `p2pmem/size` and `p2pmem/available` stay
-//! true. A [`Reservation`] holds one reference on each of its pages; a page goes back
+//! true. A [`Reservation`] holds one reference on each of its live pages; a page goes back
 //! to the pool when its last reference (the reservation's, a PTE's or a GUP pin's)
-//! is dropped. Pages are zeroed lazily, the first time the mapping faults them in.
+//! is dropped. Nothing is done per page at reservation time: a page is made live and
+//! zeroed the first time the mapping faults it in, and pages never faulted in go
+//! straight back to the pool when the mapping is released.
 
 use kernel::{
-    mm::zone_device::DevicePages,
-    page::{BorrowedPage, PAGE_SIZE},
-    pci::p2pdma::P2pPool,
+    page::BorrowedPage,
+    pci::p2pdma::{P2pPages, P2pPool},
     prelude::*,
 };
 
 /// The pages of one mapping.
 pub(crate) struct Reservation {
-    pages: DevicePages,
-    /// One bit per page: set once the page has been zeroed for this mapping.
-    zeroed: KVec<u64>,
+    pages: P2pPages,
 }
 
 impl Reservation {
     /// Reserves `len` bytes (page-aligned) of p2pmem from `pool`.
     pub(crate) fn new(pool: &P2pPool, len: usize) -> Result<Self> {
-        let npages = len / PAGE_SIZE;
-        let mut zeroed = KVec::with_capacity(npages.div_ceil(64), GFP_KERNEL)?;
-        zeroed.resize(npages.div_ceil(64), 0, GFP_KERNEL)?;
-        let pages = pool.alloc_pages(len)?;
-        Ok(Self { pages, zeroed })
+        let pages = pool.alloc_pages(len, GFP_KERNEL)?;
+        Ok(Self { pages })
     }
 
-    /// Page `index`, zeroed first if the mapping has not seen it yet.
+    /// Page `index`, made live and zeroed first if the mapping has not seen it yet.
     pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<BorrowedPage<'_>> {
-        if index >= self.pages.len() {
-            return None;
-        }
-        let (word, bit) = (index / 64, 1u64 << (index % 64));
-        if self.zeroed[word] & bit == 0 {
+        if self.pages.make_live(index)? {
             self.pages.zero(index);
-            self.zeroed[word] |= bit;
         }
         self.pages.page(index)
+    }
+
+    /// Gives the pages the mapping never faulted in back to the pool now; returns
+    /// whether pages that it did fault in remain, which must wait for a grace period.
+    pub(crate) fn release_unused(&mut self) -> bool {
+        self.pages.give_back_unused();
+        self.pages.any_live()
     }
 }

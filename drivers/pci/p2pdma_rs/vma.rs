@@ -10,8 +10,9 @@
 //! even before the new VMA is linked into the device inode's address_space (that
 //! happens only after `mmap` returns).
 //!
-//! Release is never synchronous: the pages of a map are handed to `call_rcu()` when
-//! its last VMA closes or when the device is unbound, whichever comes first.
+//! Release never waits: when a map's last VMA closes or its device is unbound,
+//! whichever comes first, the pages it never faulted in go back to the pool at once
+//! and the others are handed to `call_rcu()`.
 
 use crate::{pool::Reservation, pseudofs};
 use kernel::{
@@ -45,11 +46,15 @@ struct MapPages {
 }
 
 impl MapPages {
-    /// Takes the pages out and releases them after an RCU grace period.
+    /// Takes the pages out and releases them: the ones never faulted in at once (no
+    /// page table entry ever pointed to them), the others after an RCU grace period.
     fn release(&self) {
         let pages = self.state.lock().pages.take();
-        if let Some(p) = pages {
-            p.drop_after_grace_period();
+        if let Some(mut p) = pages {
+            if p.release_unused() {
+                p.drop_after_grace_period();
+            }
+            // Otherwise no page of `p` was ever mapped: it is dropped here, at once.
         }
     }
 }

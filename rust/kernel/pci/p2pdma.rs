@@ -8,15 +8,19 @@
 //! A device that publishes p2pmem (an NVMe controller memory buffer, say) has a
 //! genalloc pool of ZONE_DEVICE memory whose regions are owned by the `percpu_ref` of
 //! their `dev_pagemap`. A page handed out from it returns to the pool when its last
-//! reference is dropped. [`P2pPool::alloc_pages`] gives out such pages as
-//! [`DevicePages`].
+//! reference is dropped. [`P2pPool::alloc_pages`] reserves a range of such pages as
+//! [`P2pPages`], which makes them live on first use.
 
 use super::Device;
 use crate::{
+    alloc::Flags,
     bindings,
     error::{code::*, from_result, Result},
     genalloc::GenPool,
-    mm::{virt::VmaNew, zone_device::DevicePages},
+    mm::{
+        virt::VmaNew,
+        zone_device::{DevicePages, FreeRange},
+    },
     page::PAGE_SIZE,
 };
 use core::{ffi::c_int, marker::PhantomData};
@@ -40,23 +44,28 @@ impl P2pPool {
         unsafe { &*pool.cast() }
     }
 
-    /// Allocates `len` bytes (a multiple of `PAGE_SIZE`) of contiguous p2pmem and
-    /// makes its pages live, one reference each, owned by the returned object.
+    /// Reserves `len` bytes (a multiple of `PAGE_SIZE`) of contiguous p2pmem, with no
+    /// page live yet: pages are made live one by one with
+    /// [`DevicePages::make_live`], and the ones never made live go straight back to
+    /// the pool when the returned object is dropped.
     ///
     /// Fails with `ENOMEM` if no such range is free, `ENODEV` if the device's memory is
     /// being torn down, and `EINVAL` for a length that is zero or not page-aligned.
-    pub fn alloc_pages(&self, len: usize) -> Result<DevicePages> {
+    pub fn alloc_pages(&self, len: usize, flags: Flags) -> Result<P2pPages> {
         if len == 0 || len % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
         let a = self.0.alloc_owner(len).ok_or(ENOMEM)?;
+        // INVARIANT: `self` is a P2PDMA pool.
+        let free = PoolFree(self.0.as_raw());
         // SAFETY: By the type invariant the range is the direct mapping of free
         // ZONE_DEVICE pages of the pagemap whose `ref` is the region's owner, and
-        // `folio_free` returns them here; the allocation is exclusively ours.
-        match unsafe { DevicePages::activate(a.addr, len / PAGE_SIZE, a.owner.cast()) } {
+        // `folio_free` returns them to this pool; the allocation is exclusively ours.
+        match unsafe { DevicePages::new(a.addr, len / PAGE_SIZE, a.owner.cast(), free, flags) } {
             Ok(pages) => Ok(pages),
             Err(e) => {
-                // SAFETY: The range was not activated and is still ours to give back.
+                // SAFETY: No page of the range was made live; it is still ours to give
+                // back.
                 unsafe { self.0.free(a) };
                 Err(e)
             }
@@ -66,6 +75,31 @@ impl P2pPool {
     /// Bytes of p2pmem not allocated.
     pub fn avail(&self) -> usize {
         self.0.avail()
+    }
+}
+
+/// Pages of a device's p2pmem, reserved by [`P2pPool::alloc_pages`].
+pub type P2pPages = DevicePages<PoolFree>;
+
+/// Gives never-used p2pmem back to its device's pool.
+///
+/// # Invariants
+///
+/// The pointer is a P2PDMA pool (see [`P2pPool`]); it stays valid while a reference on
+/// the `percpu_ref` of one of its pagemaps is held, because the pool is destroyed only
+/// after the pagemaps are torn down, which waits for every such reference.
+pub struct PoolFree(*mut bindings::gen_pool);
+
+// SAFETY: genalloc pools may be used from any thread and context.
+unsafe impl Send for PoolFree {}
+// SAFETY: See above.
+unsafe impl Sync for PoolFree {}
+
+impl FreeRange for PoolFree {
+    unsafe fn free_range(&self, addr: usize, len: usize) {
+        // SAFETY: By the type invariant and the caller's pagemap reference the pool is
+        // alive; the caller guarantees the range came from it and is unused.
+        unsafe { bindings::gen_pool_free_owner(self.0, addr, len, core::ptr::null_mut()) };
     }
 }
 
