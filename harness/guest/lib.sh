@@ -85,12 +85,38 @@ run_demo() {
 	fio_pair 4_system_RAM_to_from_nvme_p2p-a p2p-b p2p-a malloc
 }
 
-# run_bench REPS: the mmap benchmarks and the fio matrix, REPS times each.
+# profile FIGURE: where the time of benchmark FIGURE goes, as a flat profile (self
+# time per function, whole system) sampled on the CPU clock (TCG has no PMU).
+profile() {
+	log "perf profile of benchmark $1"
+	perf record -e cpu-clock -F 2000 -a -o /tmp/perf.data -- \
+		"$W/bin/p2pmem_bench" 3 "$1" > /dev/null 2> "$R/perf-$1.err"
+	echo "perf record: $?" >> "$R/perf-$1.err"
+	perf report -i /tmp/perf.data --stdio --no-children --sort sym \
+		--percent-limit 0.5 > "$R/perf-$1.txt" 2>> "$R/perf-$1.err"
+	rm -f /tmp/perf.data
+}
+
+# run_bench REPS [FIGURE]: the mmap benchmarks and the fio matrix, REPS times each,
+# and profiles of benchmarks 2 and 7; with FIGURE, only that benchmark and its
+# profile (4: only fio). fio measures steady state: one second of ramp (where the
+# buffer is first touched, and the Rust path zeroes it) is left out of its figures;
+# benchmarks 1 and 7 time first touch.
 run_bench() {
 	log "p2pdma implementation requested: $IMPL"
 	wait_p2pmem
-	"$W/bin/p2pmem_bench" "$1" > "$R/bench.jsonl"
-	echo $? > "$R/bench.rc"
+	only=${2:-0}
+	if [ "$only" != 4 ]; then
+		"$W/bin/p2pmem_bench" "$1" "$only" > "$R/bench.jsonl"
+		echo $? > "$R/bench.rc"
+		case $only in
+		0) profile 2; profile 7 ;;
+		*) profile "$only" ;;
+		esac
+	else
+		echo 0 > "$R/bench.rc"
+	fi
+	[ "$only" = 0 ] || [ "$only" = 4 ] || return 0
 	set -- "$1" "$(nvme_by_serial p2p-a)" "$(nvme_by_serial p2p-b)"
 	reps=$1 a_ctrl=${2% *} a_bdf=${2#* } b_ctrl=${3% *}
 	for qd in 1 16; do
@@ -105,7 +131,8 @@ run_bench() {
 						log "fio qd=$qd $rw ${io%%:*} $mem #$i"
 						fio --name=bench --filename="/dev/${io#*:}n1" --direct=1 \
 							--ioengine=libaio --iodepth=$qd --rw=$rw --bs=128k \
-							--size=16M --iomem="$m" --output-format=json \
+							--size=16M --time_based --ramp_time=1 --runtime=2 \
+							--iomem="$m" --output-format=json \
 							--output="$f" > /dev/null 2>&1
 						i=$((i + 1))
 					done

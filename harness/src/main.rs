@@ -5,7 +5,7 @@
 //! ```text
 //! harness test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
 //! harness demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
-//! harness bench [--reps N] [--kvm]                      C vs Rust benchmarks, base kernel
+//! harness bench [--reps N] [--only FIGURE] [--kvm]      C vs Rust benchmarks, base kernel
 //! harness build [--profile base|debug] [--clippy]       only build
 //! ```
 
@@ -36,6 +36,7 @@ struct Opts {
     extra_cmdline: String,
     stress_iters: Option<u32>,
     reps: Option<u32>,
+    only: Option<u32>,
 }
 
 /// Rounds of each stress test in a default run: enough to catch a race, small
@@ -44,9 +45,9 @@ const DEFAULT_STRESS_ITERS: u32 = 3;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: harness <test|demo|build> [--impl c,rust] [--kvm] [--no-canary] \
+        "usage: harness <test|demo|bench|build> [--impl c,rust] [--kvm] [--no-canary] \
          [--profile base|debug] [--clippy] [--timeout-min N] [--stress-iters N] \
-         [--append 'kernel args']"
+         [--reps N] [--only FIGURE] [--append 'kernel args']"
     );
     std::process::exit(2);
 }
@@ -71,6 +72,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--timeout-min" => o.timeout_min = Some(val().parse().unwrap_or_else(|_| usage())),
             "--append" => o.extra_cmdline = val(),
             "--reps" => o.reps = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--only" => o.only = Some(val().parse().unwrap_or_else(|_| usage())),
             "--stress-iters" => o.stress_iters = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
@@ -369,7 +371,8 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
         let work = work_dir(&res.join(imp))?;
         fs::create_dir_all(work.join("bin"))?;
         fs::copy(selftests.join("p2pmem_bench"), work.join("bin/p2pmem_bench"))?;
-        write_run_sh(&work, &format!("IMPL={imp}\nrun_bench {reps}\nfinish\n"))?;
+        let only = o.only.map(|n| n.to_string()).unwrap_or_default();
+        write_run_sh(&work, &format!("IMPL={imp}\nrun_bench {reps} {only}\nfinish\n"))?;
         let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
         let out = boot_in(&p, profile, &work, cmdline, o, 30 + u64::from(reps) * 6)?;
         guest::require_finished(&out)?;

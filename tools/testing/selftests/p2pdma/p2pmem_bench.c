@@ -4,7 +4,8 @@
  * once per implementation. Prints one JSON object per line:
  *   {"figure": "...", "unit": "...", "values": [v1, v2, ...]}
  *
- * Usage: p2pmem_bench [repetitions]
+ * Usage: p2pmem_bench [repetitions [figure]]
+ * With a figure number (1-7), only that benchmark runs: to profile it with perf.
  */
 #define _GNU_SOURCE
 #include <sys/wait.h>
@@ -52,7 +53,7 @@ static void *map_retry(size_t len)
 	int i;
 
 	for (i = 0; i < 5000; i++) {
-		void *p = p2p_map(&dev, len);
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, alloc_fd, 0);
 
 		if (p != MAP_FAILED || errno != ENOMEM)
 			return p;
@@ -114,26 +115,39 @@ static void first_touch(long long avail)
 	emit("1 mmap + first touch of the whole pool", "s/GiB", v, reps);
 }
 
-/* 2. mmap/munmap churn of 2 MiB without touching: ops/s. */
+/*
+ * 2. mmap/munmap churn of 2 MiB without touching: ops/s; beside it the same churn of
+ * anonymous MAP_SHARED memory, the cost of the two system calls alone.
+ */
+static double churn_once(bool p2p)
+{
+	int j, n = 200;
+	double t0 = now_s();
+
+	for (j = 0; j < n; j++) {
+		void *p = p2p ? map_retry(2 * P2P_MIB) :
+			  mmap(NULL, 2 * P2P_MIB, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			die("mmap");
+		munmap(p, 2 * P2P_MIB);
+	}
+	return n / (now_s() - t0);
+}
+
 static void churn(long long avail)
 {
-	double v[64];
-	int i, j, n = 200;
+	double v[64], a[64];
+	int i;
 
 	for (i = 0; i < reps; i++) {
-		double t0 = now_s();
-
-		for (j = 0; j < n; j++) {
-			void *p = map_retry(2 * P2P_MIB);
-
-			if (p == MAP_FAILED)
-				die("mmap");
-			munmap(p, 2 * P2P_MIB);
-		}
-		v[i] = n / (now_s() - t0);
+		v[i] = churn_once(true);
 		wait_pool(avail);
+		a[i] = churn_once(false);
 	}
 	emit("2 mmap/munmap churn, 2 MiB, untouched", "ops/s", v, reps);
+	emit("2 mmap/munmap churn, 2 MiB anonymous MAP_SHARED", "ops/s", a, reps);
 }
 
 /* 3. mmap, touch every page, munmap of 2 MiB: ops/s. */
@@ -151,6 +165,59 @@ static void map_touch_unmap(long long avail)
 		wait_pool(avail);
 	}
 	emit("3 mmap + touch all + munmap, 2 MiB", "ops/s", v, reps);
+}
+
+static double per_page_us(double t, size_t len)
+{
+	return t * 1e6 / (len / p2p_page_size());
+}
+
+/*
+ * 7a-7c: what a first touch is made of. 7a: one store to a page that is already
+ * mapped (all C pays per page in 7: it inserted every page at mmap); 7b: a fault on a
+ * page the mapping has already seen, after MADV_DONTNEED (the fault path without
+ * zeroing; C has no such fault: it SIGBUSes there, so no figure); 7c: 4 KiB of
+ * 8-byte stores to mapped p2pmem, what clearing a page costs.
+ */
+static void fault_parts(long long avail)
+{
+	size_t len = 16 * P2P_MIB, off, w;
+	long ps = p2p_page_size();
+	double a[64], b[64], c[64];
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		volatile char *p = map_retry(len);
+		double t0;
+
+		if (p == MAP_FAILED)
+			die("mmap");
+		for (off = 0; off < len; off += ps)
+			p[off] = 1;
+		t0 = now_s();
+		for (off = 0; off < len; off += ps)
+			p[off] = 2;
+		a[i] = per_page_us(now_s() - t0, len);
+		if (p2p_is_rust()) {
+			if (madvise((void *)p, len, MADV_DONTNEED))
+				die("madvise");
+			t0 = now_s();
+			for (off = 0; off < len; off += ps)
+				p[off] = 3;
+			b[i] = per_page_us(now_s() - t0, len);
+		}
+		t0 = now_s();
+		for (off = 0; off < len; off += ps)
+			for (w = 0; w < (size_t)ps; w += 8)
+				*(volatile uint64_t *)(p + off + w) = 0;
+		c[i] = per_page_us(now_s() - t0, len);
+		munmap((void *)p, len);
+		wait_pool(avail);
+	}
+	emit("7a store to a mapped page", "us/page", a, reps);
+	if (p2p_is_rust())
+		emit("7b fault on a page seen before (MADV_DONTNEED)", "us/page", b, reps);
+	emit("7c 4 KiB of 8-byte stores to a mapped page", "us/page", c, reps);
 }
 
 /* 5. Unbind latency with k live (touched, one page each) mappings: ms. */
@@ -271,11 +338,14 @@ static void fault_rate(long long avail)
 int main(int argc, char **argv)
 {
 	long long avail;
+	int only = 0;
 
 	if (argc > 1)
 		reps = atoi(argv[1]);
 	if (reps < 1 || reps > 64)
 		reps = 5;
+	if (argc > 2)
+		only = atoi(argv[2]);
 	if (p2p_find_ready(p2p_serial('A'), &dev, 30000))
 		die("no p2pmem device");
 	avail = p2p_attr(&dev, "available");
@@ -285,13 +355,22 @@ int main(int argc, char **argv)
 	fprintf(stderr, "p2pmem_bench: %s, %s, %d repetitions, implementation %s\n",
 		dev.serial, dev.bdf, reps, p2p_impl());
 
-	first_touch(avail);
-	churn(avail);
-	map_touch_unmap(avail);
-	fault_rate(avail);
-	exit_times(avail);
-	unbind_latency(avail, 0);
-	unbind_latency(avail, 100);
-	unbind_latency(avail, 1000);
+	if (only == 0 || only == 1)
+		first_touch(avail);
+	if (only == 0 || only == 2)
+		churn(avail);
+	if (only == 0 || only == 3)
+		map_touch_unmap(avail);
+	if (only == 0 || only == 7) {
+		fault_rate(avail);
+		fault_parts(avail);
+	}
+	if (only == 0 || only == 6)
+		exit_times(avail);
+	if (only == 0 || only == 5) {
+		unbind_latency(avail, 0);
+		unbind_latency(avail, 100);
+		unbind_latency(avail, 1000);
+	}
 	return 0;
 }
