@@ -93,6 +93,17 @@ impl Row {
     }
 }
 
+/// Adds the values of `more` to the figures of the same name in `into`, keeping
+/// `into`'s order; figures new to `into` go at the end.
+pub fn merge(into: &mut Vec<Figure>, more: Vec<Figure>) {
+    for f in more {
+        match into.iter_mut().find(|x| x.name == f.name) {
+            Some(x) => x.values.extend(f.values),
+            None => into.push(f),
+        }
+    }
+}
+
 /// Pairs figures of the two implementations by name, in C's order.
 pub fn rows(c: &[Figure], rust: &[Figure]) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::new();
@@ -159,6 +170,14 @@ pub fn json(rows: &[Row]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_pools_values_by_name() {
+        let fig = |n: &str, v: &[f64]| Figure { name: n.into(), unit: "ms".into(), values: v.to_vec() };
+        let mut a = vec![fig("x", &[1.0]), fig("y", &[2.0])];
+        merge(&mut a, vec![fig("y", &[3.0]), fig("z", &[4.0]), fig("x", &[5.0])]);
+        assert_eq!(a, vec![fig("x", &[1.0, 5.0]), fig("y", &[2.0, 3.0]), fig("z", &[4.0])]);
+    }
 
     #[test]
     fn stats() {

@@ -5,7 +5,7 @@
 //! ```text
 //! harness test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
 //! harness demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
-//! harness bench [--reps N] [--only FIGURE] [--kvm]      C vs Rust benchmarks, base kernel
+//! harness bench [--reps N] [--rounds N] [--only FIGURE]  C vs Rust benchmarks, base kernel
 //! harness build [--profile base|debug] [--clippy]       only build
 //! ```
 
@@ -37,6 +37,7 @@ struct Opts {
     stress_iters: Option<u32>,
     reps: Option<u32>,
     only: Option<u32>,
+    rounds: Option<u32>,
 }
 
 /// Rounds of each stress test in a default run: enough to catch a race, small
@@ -47,7 +48,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: harness <test|demo|bench|build> [--impl c,rust] [--kvm] [--no-canary] \
          [--profile base|debug] [--clippy] [--timeout-min N] [--stress-iters N] \
-         [--reps N] [--only FIGURE] [--append 'kernel args']"
+         [--reps N] [--rounds N] [--only FIGURE] [--append 'kernel args']"
     );
     std::process::exit(2);
 }
@@ -73,6 +74,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--append" => o.extra_cmdline = val(),
             "--reps" => o.reps = Some(val().parse().unwrap_or_else(|_| usage())),
             "--only" => o.only = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--rounds" => o.rounds = Some(val().parse().unwrap_or_else(|_| usage())),
             "--stress-iters" => o.stress_iters = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
@@ -366,29 +368,35 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
     let selftests = kernel::build_selftests(&p, profile)?;
     let reps = o.reps.unwrap_or(5);
     let res = results_dir(&p, "bench")?;
-    let mut figs = Vec::new();
-    for imp in ["c", "rust"] {
-        let work = work_dir(&res.join(imp))?;
-        fs::create_dir_all(work.join("bin"))?;
-        fs::copy(selftests.join("p2pmem_bench"), work.join("bin/p2pmem_bench"))?;
-        let only = o.only.map(|n| n.to_string()).unwrap_or_default();
-        write_run_sh(&work, &format!("IMPL={imp}\nrun_bench {reps} {only}\nfinish\n"))?;
-        let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
-        let out = boot_in(&p, profile, &work, cmdline, o, 30 + u64::from(reps) * 6)?;
-        guest::require_finished(&out)?;
-        let splats = splat::scan(&fs::read_to_string(&out.console)?);
-        if !splats.is_empty() {
-            anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
+    // Boots alternate c, rust, c, rust, ...: a bias of one boot (where QEMU's threads
+    // landed on the host, say) then weighs on both sides.
+    let rounds = o.rounds.unwrap_or(1).max(1);
+    let mut figs: [Vec<bench::Figure>; 2] = Default::default();
+    for round in 0..rounds {
+        for (i, imp) in ["c", "rust"].into_iter().enumerate() {
+            let dir = if round == 0 { imp.to_string() } else { format!("{imp}-{}", round + 1) };
+            let work = work_dir(&res.join(dir))?;
+            fs::create_dir_all(work.join("bin"))?;
+            fs::copy(selftests.join("p2pmem_bench"), work.join("bin/p2pmem_bench"))?;
+            let only = o.only.map(|n| n.to_string()).unwrap_or_default();
+            write_run_sh(&work, &format!("IMPL={imp}\nrun_bench {reps} {only}\nfinish\n"))?;
+            let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
+            let out = boot_in(&p, profile, &work, cmdline, o, 30 + u64::from(reps) * 6)?;
+            guest::require_finished(&out)?;
+            let splats = splat::scan(&fs::read_to_string(&out.console)?);
+            if !splats.is_empty() {
+                anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
+            }
+            if fs::read_to_string(work.join("results/bench.rc")).ok().as_deref().map(str::trim) != Some("0") {
+                anyhow::bail!("p2pmem_bench failed in the {imp} boot: see {}", out.console.display());
+            }
+            let mut f = bench::parse_lines(&fs::read_to_string(work.join("results/bench.jsonl")).unwrap_or_default());
+            f.extend(bench::fio_figures(&work.join("results")));
+            if f.is_empty() {
+                anyhow::bail!("no benchmark results from the {imp} boot: see {}", out.console.display());
+            }
+            bench::merge(&mut figs[i], f);
         }
-        if fs::read_to_string(work.join("results/bench.rc")).ok().as_deref().map(str::trim) != Some("0") {
-            anyhow::bail!("p2pmem_bench failed in the {imp} boot: see {}", out.console.display());
-        }
-        let mut f = bench::parse_lines(&fs::read_to_string(work.join("results/bench.jsonl")).unwrap_or_default());
-        f.extend(bench::fio_figures(&work.join("results")));
-        if f.is_empty() {
-            anyhow::bail!("no benchmark results from the {imp} boot: see {}", out.console.display());
-        }
-        figs.push(f);
     }
     let rows = bench::rows(&figs[0], &figs[1]);
     let md = bench::markdown(&rows);
@@ -402,7 +410,10 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
             .arg(res.join("bench.png")),
     );
     println!();
-    println!("================ p2pdma-rs benchmarks: C vs Rust, {reps} repetitions, base kernel under {} ================", if o.kvm { "KVM" } else { "TCG" });
+    println!(
+        "================ p2pdma-rs benchmarks: C vs Rust, {reps} repetitions x {rounds} boot(s) each, base kernel under {} ================",
+        if o.kvm { "KVM" } else { "TCG" }
+    );
     print!("{md}");
     println!("\nRust cost/C cost below 1 means the Rust path is better (faster, or more operations per second).");
     match plot {

@@ -79,7 +79,8 @@ impl<A: FreeRange> DevicePages<A> {
     /// allocated from `alloc`, with none of them live yet.
     ///
     /// Fails with `ENODEV` when the pagemap is being torn down (`pgmap_ref` is dead),
-    /// and with `ENOMEM`; the range is then still free and the caller's to give back.
+    /// `EINVAL` for a null `pgmap_ref`, and `ENOMEM`; the range is then still free and
+    /// the caller's to give back.
     ///
     /// # Safety
     ///
