@@ -229,6 +229,36 @@ TEST_F_TIMEOUT(p2pmem, lazy_population, FAST_TIMEOUT)
 	munmap((void *)p, len);
 }
 
+/*
+ * munmap gives p2pmem that no PTE ever pointed to back at once: no grace period, so
+ * a loop of mmap/munmap never finds the pool short. A touched page may take a grace
+ * period on the Rust path.
+ */
+TEST_F_TIMEOUT(p2pmem, untouched_back_at_munmap, FAST_TIMEOUT)
+{
+	size_t len = 16 * P2P_MIB;
+	long long during, after, after_touched;
+	volatile char *p = p2p_map(&self->a, len);
+	int waited = 0;
+
+	ASSERT_NE(MAP_FAILED, p);
+	during = p2p_attr(&self->a, "available");
+	munmap((void *)p, len);
+	after = p2p_attr(&self->a, "available");
+	p = p2p_map(&self->a, len);
+	ASSERT_NE(MAP_FAILED, p);
+	p[0] = 1;
+	munmap((void *)p, len);
+	after_touched = p2p_attr(&self->a, "available");
+	p2p_wait_available(&self->a, self->avail_a, 10000, &waited);
+	REPORT("available: %lld before, %lld mapped, %lld right after munmap; touched "
+	       "one page: %lld right after munmap, whole after %d ms",
+	       self->avail_a, during, after, after_touched, waited);
+	EXPECT_EQ(self->avail_a - (long long)len, during);
+	EXPECT_EQ(self->avail_a, after);
+	EXPECT_LE(self->avail_a - p2p_page_size(), after_touched);
+}
+
 /* A new mapping never sees data written through an earlier one, even another process's. */
 TEST_F_TIMEOUT(p2pmem, zeroed_across_processes, FAST_TIMEOUT)
 {
