@@ -371,6 +371,7 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
     // Boots alternate c, rust, c, rust, ...: a bias of one boot (where QEMU's threads
     // landed on the host, say) then weighs on both sides.
     let rounds = o.rounds.unwrap_or(1).max(1);
+    let only = o.only.map(|n| n.to_string()).unwrap_or_default();
     let mut figs: [Vec<bench::Figure>; 2] = Default::default();
     for round in 0..rounds {
         for (i, imp) in ["c", "rust"].into_iter().enumerate() {
@@ -378,7 +379,6 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
             let work = work_dir(&res.join(dir))?;
             fs::create_dir_all(work.join("bin"))?;
             fs::copy(selftests.join("p2pmem_bench"), work.join("bin/p2pmem_bench"))?;
-            let only = o.only.map(|n| n.to_string()).unwrap_or_default();
             write_run_sh(&work, &format!("IMPL={imp}\nrun_bench {reps} {only}\nfinish\n"))?;
             let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
             let out = boot_in(&p, profile, &work, cmdline, o, 30 + u64::from(reps) * 6)?;

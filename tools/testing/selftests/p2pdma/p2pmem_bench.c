@@ -83,18 +83,24 @@ static size_t largest_mapping(void)
 	return 0;
 }
 
+/* Stores v into the first byte of each page of [p, p + len). */
+static void store_each_page(volatile char *p, size_t len, char v)
+{
+	size_t ps = p2p_page_size(), off;
+
+	for (off = 0; off < len; off += ps)
+		p[off] = v;
+}
+
 static double touch_pages(size_t len)
 {
-	long ps = p2p_page_size();
 	volatile char *p;
 	double t0 = now_s(), t;
-	size_t off;
 
 	p = map_retry(len);
 	if (p == MAP_FAILED)
 		die("mmap");
-	for (off = 0; off < len; off += ps)
-		p[off] = 1;
+	store_each_page(p, len, 1);
 	t = now_s() - t0;
 	munmap((void *)p, len);
 	return t;
@@ -192,18 +198,15 @@ static void fault_parts(long long avail)
 
 		if (p == MAP_FAILED)
 			die("mmap");
-		for (off = 0; off < len; off += ps)
-			p[off] = 1;
+		store_each_page(p, len, 1);
 		t0 = now_s();
-		for (off = 0; off < len; off += ps)
-			p[off] = 2;
+		store_each_page(p, len, 2);
 		a[i] = per_page_us(now_s() - t0, len);
 		if (p2p_is_rust()) {
 			if (madvise((void *)p, len, MADV_DONTNEED))
 				die("madvise");
 			t0 = now_s();
-			for (off = 0; off < len; off += ps)
-				p[off] = 3;
+			store_each_page(p, len, 3);
 			b[i] = per_page_us(now_s() - t0, len);
 		}
 		t0 = now_s();
