@@ -280,7 +280,7 @@ pub fn config_has(paths: &Paths, profile: Profile, sym: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Step 4: incremental build of `bzImage`, output in `out/<profile>/build.log`,
+/// Step 4: incremental build of `bzImage` and the modules, output in `out/<profile>/build.log`,
 /// a progress line every 20 seconds.
 pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
     let out = paths.out(profile);
@@ -294,12 +294,12 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
         .arg(LLVM)
         .arg(format!("-j{jobs}"))
         .args(extra)
-        .arg("bzImage")
+        .args(["bzImage", "modules"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     build_env(&mut cmd);
-    util::step("build", &format!("{} kernel: make -j{jobs} {} bzImage (log: {})", profile.name(), extra.join(" "), log_path.display()));
+    util::step("build", &format!("{} kernel: make -j{jobs} {} bzImage modules (log: {})", profile.name(), extra.join(" "), log_path.display()));
     let start = Instant::now();
     let mut child = cmd.spawn().context("spawning make")?;
     let stderr = child.stderr.take().unwrap();

@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! PCI peer-to-peer DMA memory: the p2pmem pool of a device and the hook through which
-//! an implementation of `p2pmem/allocate` mmap serves userspace.
+//! PCI peer-to-peer DMA memory: registering a BAR of a device as p2pmem, the p2pmem
+//! pool of a device, and the hook through which an implementation of
+//! `p2pmem/allocate` mmap serves userspace.
 //!
 //! C header: [`include/linux/pci-p2pdma.h`](srctree/include/linux/pci-p2pdma.h)
+//!
+//! A driver makes memory of its device p2pmem with
+//! [`Device::p2pdma_add_resource`], from probe: the memory gets ZONE_DEVICE struct
+//! pages, the device gets `p2pmem/` in sysfs, and everything is torn down when the
+//! driver unbinds (user mappings are zapped and the teardown waits for every page).
 //!
 //! A device that publishes p2pmem (an NVMe controller memory buffer, say) has a
 //! genalloc pool of ZONE_DEVICE memory whose regions are owned by the `percpu_ref` of
@@ -15,15 +21,175 @@ use super::Device;
 use crate::{
     alloc::Flags,
     bindings,
-    error::{code::*, from_result, Result},
+    device::Core,
+    error::{code::*, to_result, Result},
     genalloc::GenPool,
-    mm::{
-        virt::VmaNew,
-        zone_device::{DevicePages, FreeRange},
-    },
-    page::PAGE_SIZE,
+    mm::zone_device::{DevicePages, FreeRange},
+    page::{PAGE_SHIFT, PAGE_SIZE},
 };
+#[cfg(CONFIG_PCI_P2PDMA_RS)]
+use crate::{error::from_result, mm::virt::VmaNew};
+#[cfg(CONFIG_PCI_P2PDMA_RS)]
 use core::{ffi::c_int, marker::PhantomData};
+
+/// Alignment and granularity of p2pmem in physical address space.
+///
+/// ZONE_DEVICE memory is hot-plugged in subsections: `memremap_pages()` warns and fails
+/// for a range whose start or size is not a multiple of this.
+pub const P2PMEM_ALIGN: u64 = 1 << bindings::SUBSECTION_SHIFT;
+
+/// What a standard BAR (0 to 5) of a PCI device decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarKind {
+    /// The device does not implement the BAR, or the PCI core assigned it no address.
+    Unassigned,
+    /// I/O port space: cannot be p2pmem.
+    Io,
+    /// Memory space with an address assigned.
+    Mem(MemBar),
+}
+
+/// A memory BAR of a PCI device, with an address assigned, as the PCI core saw it when
+/// [`Device::bar_kind`] was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemBar {
+    index: u32,
+    start: u64,
+    len: u64,
+    is_64bit: bool,
+    prefetchable: bool,
+}
+
+impl MemBar {
+    /// The physical address of `size` bytes at `offset` of the BAR, if they can be
+    /// p2pmem: not empty, inside the BAR, start and size multiples of [`P2PMEM_ALIGN`].
+    fn range(&self, offset: u64, size: u64) -> Result<u64> {
+        let end = offset.checked_add(size).ok_or(EINVAL)?;
+        if size == 0 || end > self.len {
+            return Err(EINVAL);
+        }
+        let start = self.start.checked_add(offset).ok_or(EINVAL)?;
+        if start % P2PMEM_ALIGN != 0 || size % P2PMEM_ALIGN != 0 {
+            return Err(EINVAL);
+        }
+        Ok(start)
+    }
+
+    /// The BAR number, 0 to 5.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The CPU physical address of the BAR.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The size of the BAR in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the BAR is a 64-bit memory BAR.
+    pub fn is_64bit(&self) -> bool {
+        self.is_64bit
+    }
+
+    /// Whether the BAR is prefetchable (reads have no side effects).
+    pub fn is_prefetchable(&self) -> bool {
+        self.prefetchable
+    }
+}
+
+impl Device {
+    /// Describes standard BAR `index` (0 to 5); `EINVAL` for any other index.
+    pub fn bar_kind(&self, index: u32) -> Result<BarKind> {
+        if index >= bindings::PCI_STD_NUM_BARS {
+            return Err(EINVAL);
+        }
+        let start = self.resource_start(index)?;
+        let len = self.resource_len(index)?;
+        // CAST: `index` is below `PCI_STD_NUM_BARS`, so it fits in a `c_int`.
+        let bar = index as core::ffi::c_int;
+        // SAFETY: By the type invariant `self.0` is a valid `struct pci_dev`, and `bar` is
+        // the index of one of its standard resources.
+        let flags = unsafe { bindings::pci_resource_flags(self.as_raw(), bar) };
+        // CAST: The `IORESOURCE_*` flags are `u32` constants.
+        let has = |f: u32| flags & f as core::ffi::c_ulong != 0;
+        if len == 0 || has(bindings::IORESOURCE_UNSET) || has(bindings::IORESOURCE_DISABLED) {
+            return Ok(BarKind::Unassigned);
+        }
+        if has(bindings::IORESOURCE_IO) {
+            return Ok(BarKind::Io);
+        }
+        if !has(bindings::IORESOURCE_MEM) {
+            return Ok(BarKind::Unassigned);
+        }
+        Ok(BarKind::Mem(MemBar {
+            index,
+            start,
+            len,
+            is_64bit: has(bindings::IORESOURCE_MEM_64),
+            prefetchable: has(bindings::IORESOURCE_PREFETCH),
+        }))
+    }
+}
+
+impl Device<Core<'_>> {
+    /// Registers `size` bytes at `offset` of the memory BAR `bar` of this device as
+    /// p2pmem (`pci_p2pdma_add_resource()`): the range gets ZONE_DEVICE struct pages and
+    /// joins the device's p2pmem pool, and `p2pmem/` (with `allocate`) appears in sysfs.
+    ///
+    /// Everything is undone when the driver unbinds, in this order: `p2pmem/allocate`
+    /// goes away and every user mapping of it is zapped, the pages are unmapped once the
+    /// last reference to them is dropped (this waits, e.g. for `O_DIRECT` I/O in
+    /// flight), and the pool is destroyed.
+    ///
+    /// Fails with `EINVAL` if `bar` is not this device's BAR as it is now, or if the
+    /// range is empty, does not fit in the BAR, or its start (in physical address
+    /// space) or size is not a multiple of [`P2PMEM_ALIGN`]; `EBUSY` if part of it
+    /// already has device struct pages (already p2pmem, say); `EOPNOTSUPP` if the
+    /// device's BARs cannot be mapped by peers; `ENOMEM`.
+    pub fn p2pdma_add_resource(&self, bar: &MemBar, offset: u64, size: u64) -> Result {
+        // `bar` may describe another device, or be stale: check against this device's
+        // BAR as it is now, which is what the C function uses.
+        match self.bar_kind(bar.index)? {
+            BarKind::Mem(now) if now == *bar => {}
+            _ => return Err(EINVAL),
+        }
+        let start = bar.range(offset, size)?;
+        // `memremap_pages()` warns when a range overlaps an existing pagemap; refuse it
+        // here. The device lock (held in the `Core` context) keeps another probe of this
+        // device from adding the same range meanwhile.
+        for addr in [start, start + size - 1] {
+            // CAST: A physical frame number fits in an `unsigned long`.
+            let pfn = (addr >> PAGE_SHIFT) as core::ffi::c_ulong;
+            // SAFETY: Any pfn may be looked up.
+            let pgmap = unsafe { bindings::get_dev_pagemap(pfn) };
+            if !pgmap.is_null() {
+                // SAFETY: `get_dev_pagemap()` returned a pagemap with a reference taken.
+                unsafe { bindings::put_dev_pagemap(pgmap) };
+                return Err(EBUSY);
+            }
+        }
+        let size: usize = size.try_into().map_err(|_| EINVAL)?;
+        // CAST: `bar.index` is below `PCI_STD_NUM_BARS`.
+        let index = bar.index as core::ffi::c_int;
+        // SAFETY: `self` is a bound device in probe or unbind (the `Core` context), so the
+        // device-managed resources this creates are released when the driver unbinds;
+        // the range is a valid, aligned part of a memory BAR with no pagemap.
+        to_result(unsafe { bindings::pci_p2pdma_add_resource(self.as_raw(), index, size, offset) })
+    }
+
+    /// Makes the device's p2pmem available (or not) to in-kernel users that look for
+    /// p2pmem with `pci_p2pmem_find()`, such as the NVMe target. Does nothing if the
+    /// device has no p2pmem.
+    pub fn p2pmem_publish(&self, publish: bool) {
+        // SAFETY: `self` is a valid PCI device; the function checks whether the device
+        // has p2pmem under RCU.
+        unsafe { bindings::pci_p2pmem_publish(self.as_raw(), publish) };
+    }
+}
 
 /// The p2pmem pool of a PCI device.
 ///
@@ -103,6 +269,7 @@ impl FreeRange for PoolFree {
     }
 }
 
+#[cfg(CONFIG_PCI_P2PDMA_RS)]
 /// An implementation of the `p2pmem/allocate` mmap path.
 pub trait P2pMmap: 'static {
     /// Maps `vma` onto p2pmem of `pdev`, allocated from `pool`.
@@ -116,8 +283,10 @@ pub trait P2pMmap: 'static {
     fn unmap_all(pdev: &Device);
 }
 
+#[cfg(CONFIG_PCI_P2PDMA_RS)]
 struct Adapter<T: P2pMmap>(PhantomData<T>);
 
+#[cfg(CONFIG_PCI_P2PDMA_RS)]
 impl<T: P2pMmap> Adapter<T> {
     const OPS: bindings::pci_p2pdma_mmap_ops = bindings::pci_p2pdma_mmap_ops {
         mmap: Some(Self::mmap),
@@ -158,6 +327,7 @@ impl<T: P2pMmap> Adapter<T> {
     }
 }
 
+#[cfg(CONFIG_PCI_P2PDMA_RS)]
 /// Makes `T` the implementation that can serve `p2pmem/allocate` (chosen with the
 /// `p2pdma.impl=` boot parameter). It stays registered for the lifetime of the kernel.
 ///
@@ -166,4 +336,51 @@ pub fn register<T: P2pMmap>() -> Result {
     // SAFETY: The ops are `'static` and their functions uphold the contract of
     // `struct pci_p2pdma_mmap_ops`.
     crate::error::to_result(unsafe { bindings::pci_p2pdma_register_mmap_ops(Adapter::<T>::ops()) })
+}
+
+#[cfg(CONFIG_RUST_P2PDMA_KUNIT_TEST)]
+#[macros::kunit_tests(rust_kernel_pci_p2pdma)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn bar(start: u64, len: u64) -> MemBar {
+        MemBar {
+            index: 2,
+            start,
+            len,
+            is_64bit: true,
+            prefetchable: true,
+        }
+    }
+
+    #[test]
+    fn whole_aligned_bar() {
+        let b = bar(0x8_0000_0000, 256 * MIB);
+        assert_eq!(b.range(0, 256 * MIB), Ok(0x8_0000_0000));
+        assert_eq!(b.range(2 * MIB, 4 * MIB), Ok(0x8_0020_0000));
+    }
+
+    #[test]
+    fn refuses_what_memremap_pages_would_warn_about() {
+        let b = bar(0x8_0000_0000, 256 * MIB);
+        // Not a multiple of the subsection size, at the start or in the size.
+        assert_eq!(b.range(4096, 2 * MIB), Err(EINVAL));
+        assert_eq!(b.range(0, MIB), Err(EINVAL));
+        // A small BAR (256 bytes of registers) at an unaligned address.
+        assert_eq!(bar(0xfe00_1000, 256).range(0, 256), Err(EINVAL));
+        // A BAR at an address that is not 2 MiB aligned, though its size is.
+        assert_eq!(bar(0x8_0010_0000, 4 * MIB).range(0, 2 * MIB), Err(EINVAL));
+    }
+
+    #[test]
+    fn refuses_empty_and_outside() {
+        let b = bar(0x8_0000_0000, 256 * MIB);
+        assert_eq!(b.range(0, 0), Err(EINVAL));
+        assert_eq!(b.range(254 * MIB, 4 * MIB), Err(EINVAL));
+        assert_eq!(b.range(256 * MIB, 2 * MIB), Err(EINVAL));
+        assert_eq!(b.range(u64::MAX - MIB, 2 * MIB), Err(EINVAL));
+        assert_eq!(bar(u64::MAX - MIB, 2 * MIB).range(MIB * 2, 0), Err(EINVAL));
+    }
 }
