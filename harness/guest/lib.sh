@@ -21,8 +21,16 @@ nvme_by_serial() {
 	return 1
 }
 
-# wait_p2pmem: wait (bounded) until every NVMe has registered its CMB as p2pmem.
+# load_p2pmem_bar: load the BAR provider module the harness put in $W/modules.
+load_p2pmem_bar() {
+	[ -e "$W/modules/p2pmem_bar.ko" ] || return 0
+	insmod "$W/modules/p2pmem_bar.ko" || log "insmod p2pmem_bar.ko failed"
+}
+
+# wait_p2pmem: wait (bounded) until every NVMe has registered its CMB as p2pmem,
+# and the BAR provider (if its module is here) its BAR.
 wait_p2pmem() {
+	load_p2pmem_bar
 	for s in p2p-a p2p-b p2p-lone; do
 		i=0
 		while :; do
@@ -38,35 +46,78 @@ wait_p2pmem() {
 			sleep 0.1
 		done
 	done
+	[ -e "$W/modules/p2pmem_bar.ko" ] || return 0
+	i=0
+	while [ -z "$(bar_providers)" ]; do
+		i=$((i + 1))
+		if [ $i -gt 300 ]; then
+			log "no device bound to p2pmem_bar came up with p2pmem in 30 s"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# bar_providers: BDFs of the devices bound to p2pmem_bar that have p2pmem.
+bar_providers() {
+	for d in /sys/bus/pci/drivers/p2pmem_bar/*:*; do
+		[ -e "$d/p2pmem/allocate" ] && basename "$d"
+	done
+}
+
+# providers: "LABEL BDF" of each p2pmem provider under test, found by what it is:
+# NVMe A's CMB ("nvme") and every BAR published by p2pmem_bar ("p2pmem_bar"), one
+# of each kind. NVMe B and the lone NVMe are the peers of the tests.
+providers() {
+	set -- $(nvme_by_serial p2p-a)
+	echo "nvme $2"
+	for b in $(bar_providers); do
+		echo "p2pmem_bar $b"
+		break
+	done
 }
 
 run_tests() {
 	log "p2pdma implementation requested: $IMPL"
 	wait_p2pmem
-	for t in "$W"/bin/*; do
-		case "$t" in *bench*) continue ;; esac
-		n=$(basename "$t")
-		log "running $n"
-		{ "$t"; echo $? > "$R/$n.rc"; } 2>&1 | tee "$R/$n.tap"
-	done
+	providers > "$R/providers.txt"
+	export P2PMEM_BAR_KO="$W/modules/p2pmem_bar.ko"
+	while read -r label bdf; do
+		log "provider $label: $bdf"
+		for t in "$W"/bin/*; do
+			n=$(basename "$t")
+			case "$n" in *bench* | p2pmem_bar_test) continue ;; esac
+			log "running $n on provider $label"
+			{ P2PDMA_PROVIDER=$bdf "$t"; echo $? > "$R/$n@$label.rc"; } 2>&1 | tee "$R/$n@$label.tap"
+		done
+	done < "$R/providers.txt"
+	if [ -x "$W/bin/p2pmem_bar_test" ]; then
+		log "running p2pmem_bar_test"
+		{ "$W/bin/p2pmem_bar_test"; echo $? > "$R/p2pmem_bar_test.rc"; } 2>&1 | tee "$R/p2pmem_bar_test.tap"
+	fi
 }
 
 devices() {
 	for s in p2p-a p2p-b p2p-lone; do
 		set -- $(nvme_by_serial $s)
 		d=/sys/bus/pci/devices/$2/p2pmem
-		printf '%-9s %-8s %s  p2pmem size %10s  available %10s\n' "$s" "$1" "$2" \
+		printf '%-10s %-8s %s  p2pmem size %10s  available %10s\n' "$s" "$1" "$2" \
+			"$(cat $d/size)" "$(cat $d/available)"
+	done
+	for b in $(bar_providers); do
+		d=/sys/bus/pci/devices/$b/p2pmem
+		printf '%-10s %-8s %s  p2pmem size %10s  available %10s\n' "ram-bar" "ivshmem" "$b" \
 			"$(cat $d/size)" "$(cat $d/available)"
 	done
 }
 
-# fio_pair LABEL BUFFER_SERIAL IO_SERIAL IOMEM: a verified write then a read.
+# fio_pair LABEL BUFFER IO_SERIAL IOMEM: a verified write then a read. BUFFER is the
+# BDF of a p2pmem provider (used when IOMEM is p2pmem).
 fio_pair() {
-	set -- "$1" "$(nvme_by_serial $2)" "$(nvme_by_serial $3)" "$4"
+	set -- "$1" "$2" "$(nvme_by_serial $3)" "$4"
 	ctrl_io=${3% *}
-	bdf_buf=${2#* }
 	mem=$4
-	[ "$mem" = p2pmem ] && mem="mmapshared:/sys/bus/pci/devices/$bdf_buf/p2pmem/allocate"
+	[ "$mem" = p2pmem ] && mem="mmapshared:/sys/bus/pci/devices/$2/p2pmem/allocate"
 	common="--name=$1 --filename=/dev/${ctrl_io}n1 --direct=1 --ioengine=psync --bs=128k --size=32M --iomem=$mem --output-format=json"
 	log "fio $1: --iomem=$mem --filename=/dev/${ctrl_io}n1"
 	fio $common --rw=write --verify=crc32c --do_verify=1 --output="$R/fio-$1-write.json"
@@ -79,56 +130,71 @@ run_demo() {
 	log "p2pdma implementation requested: $IMPL"
 	wait_p2pmem
 	devices | tee "$R/devices.txt"
-	fio_pair 1_p2pmem_of_p2p-a_to_from_nvme_p2p-b p2p-a p2p-b p2pmem
-	fio_pair 2_system_RAM_to_from_nvme_p2p-b p2p-a p2p-b malloc
-	fio_pair 3_p2pmem_of_p2p-b_to_from_nvme_p2p-a p2p-b p2p-a p2pmem
-	fio_pair 4_system_RAM_to_from_nvme_p2p-a p2p-b p2p-a malloc
+	set -- "$(nvme_by_serial p2p-a)" "$(nvme_by_serial p2p-b)"
+	a=${1#* } b=${2#* }
+	fio_pair 1_CMB_of_p2p-a_to_from_nvme_p2p-b "$a" p2p-b p2pmem
+	fio_pair 2_system_RAM_to_from_nvme_p2p-b "$a" p2p-b malloc
+	fio_pair 3_CMB_of_p2p-b_to_from_nvme_p2p-a "$b" p2p-a p2pmem
+	fio_pair 4_system_RAM_to_from_nvme_p2p-a "$b" p2p-a malloc
+	for bar in $(bar_providers); do
+		fio_pair 5_RAM_BAR_p2pmem_to_from_nvme_p2p-a "$bar" p2p-a p2pmem
+		fio_pair 6_RAM_BAR_p2pmem_to_from_nvme_p2p-b "$bar" p2p-b p2pmem
+		break
+	done
 }
 
-# profile FIGURE: where the time of benchmark FIGURE goes, as a flat profile (self
-# time per function, whole system) sampled on the CPU clock (TCG has no PMU).
+# profile LABEL FIGURE: where the time of benchmark FIGURE goes on provider LABEL,
+# as a flat profile (self time per function, whole system) sampled on the CPU clock
+# (TCG has no PMU).
 profile() {
-	log "perf profile of benchmark $1"
+	log "perf profile of benchmark $2 on provider $1"
 	perf record -e cpu-clock -F 2000 -a -o /tmp/perf.data -- \
-		"$W/bin/p2pmem_bench" 3 "$1" > /dev/null 2> "$R/perf-$1.err"
-	echo "perf record: $?" >> "$R/perf-$1.err"
+		"$W/bin/p2pmem_bench" 3 "$2" > /dev/null 2> "$R/perf-$1-$2.err"
+	echo "perf record: $?" >> "$R/perf-$1-$2.err"
 	perf report -i /tmp/perf.data --stdio --no-children --sort sym \
-		--percent-limit 0.5 > "$R/perf-$1.txt" 2>> "$R/perf-$1.err"
+		--percent-limit 0.5 > "$R/perf-$1-$2.txt" 2>> "$R/perf-$1-$2.err"
 	rm -f /tmp/perf.data
 }
 
-# run_bench REPS [FIGURE]: the mmap benchmarks and the fio matrix, REPS times each,
-# and profiles of benchmarks 2 and 7; with FIGURE, only that benchmark and its
-# profile (4: only fio). fio measures steady state: one second of ramp (where the
-# buffer is first touched, and the Rust path zeroes it) is left out of its figures;
-# benchmarks 1 and 7 time first touch.
+# run_bench REPS [FIGURE]: the mmap benchmarks and the fio matrix on every provider,
+# REPS times each, and profiles of benchmarks 2 and 7; with FIGURE, only that
+# benchmark and its profile (4: only fio). fio measures steady state: one second of
+# ramp (where the buffer is first touched, and the Rust path zeroes it) is left out
+# of its figures; benchmarks 1 and 7 time first touch.
 run_bench() {
 	log "p2pdma implementation requested: $IMPL"
 	wait_p2pmem
+	providers > "$R/providers.txt"
 	only=${2:-0}
-	if [ "$only" != 4 ]; then
-		"$W/bin/p2pmem_bench" "$1" "$only" > "$R/bench.jsonl"
-		echo $? > "$R/bench.rc"
-		case $only in
-		0) profile 2; profile 7 ;;
-		*) profile "$only" ;;
-		esac
-	else
-		echo 0 > "$R/bench.rc"
-	fi
+	reps=$1
+	while read -r label bdf; do
+		if [ "$only" != 4 ]; then
+			P2PDMA_PROVIDER=$bdf "$W/bin/p2pmem_bench" "$reps" "$only" > "$R/bench@$label.jsonl"
+			echo $? > "$R/bench@$label.rc"
+			case $only in
+			0) P2PDMA_PROVIDER=$bdf profile "$label" 2
+			   P2PDMA_PROVIDER=$bdf profile "$label" 7 ;;
+			*) P2PDMA_PROVIDER=$bdf profile "$label" "$only" ;;
+			esac
+		fi
+	done < "$R/providers.txt"
 	[ "$only" = 0 ] || [ "$only" = 4 ] || return 0
-	set -- "$1" "$(nvme_by_serial p2p-a)" "$(nvme_by_serial p2p-b)"
-	reps=$1 a_ctrl=${2% *} a_bdf=${2#* } b_ctrl=${3% *}
+	set -- "$(nvme_by_serial p2p-a)" "$(nvme_by_serial p2p-b)"
+	a_ctrl=${1% *} b_ctrl=${2% *}
+	mems="ram"
+	while read -r label bdf; do
+		mems="$mems p2pmem@$label:$bdf"
+	done < "$R/providers.txt"
 	for qd in 1 16; do
 		for rw in read write; do
-			for io in same:$a_ctrl cross:$b_ctrl; do
-				for mem in p2pmem ram; do
+			for io in nsA:$a_ctrl nsB:$b_ctrl; do
+				for mem in $mems; do
 					m=malloc
-					[ $mem = p2pmem ] && m="mmapshared:/sys/bus/pci/devices/$a_bdf/p2pmem/allocate"
+					[ "$mem" = ram ] || m="mmapshared:/sys/bus/pci/devices/${mem#*:}/p2pmem/allocate"
 					i=0
 					while [ $i -lt "$reps" ]; do
-						f="$R/fio-qd$qd-$rw-${io%%:*}-$mem-$i.json"
-						log "fio qd=$qd $rw ${io%%:*} $mem #$i"
+						f="$R/fio-qd$qd-$rw-${io%%:*}-${mem%%:*}-$i.json"
+						log "fio qd=$qd $rw ${io%%:*} ${mem%%:*} #$i"
 						fio --name=bench --filename="/dev/${io#*:}n1" --direct=1 \
 							--ioengine=libaio --iodepth=$qd --rw=$rw --bs=128k \
 							--size=16M --time_based --ramp_time=1 --runtime=2 \

@@ -67,7 +67,14 @@ pub fn fio_figures(dir: &Path) -> Vec<Figure> {
     }
     by_job
         .into_iter()
-        .map(|(job, values)| Figure { name: format!("4 fio {}", job.replace('-', " ")), unit: "MB/s".into(), values })
+        .map(|(job, values)| {
+            // `qd1-read-nsA-p2pmem@nvme`: p2pmem of provider `nvme`; RAM rows have none.
+            let name = match job.split_once('@') {
+                Some((head, prov)) => format!("[{prov}] 4 fio {}", head.replace('-', " ")),
+                None => format!("4 fio {}", job.replace('-', " ")),
+            };
+            Figure { name, unit: "MB/s".into(), values }
+        })
         .collect()
 }
 
@@ -198,5 +205,22 @@ mod tests {
         assert_eq!(rows[1].ratio(), None);
         let md = markdown(&rows);
         assert!(md.contains("| a | ops/s | 10.0000 (±0%) | 20.0000 (±0%) | 2.000 | 0.500 |"));
+    }
+
+    #[test]
+    fn fio_rows_per_provider() {
+        let dir = std::env::temp_dir().join(format!("fio-prov-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let json = "{\"jobs\":[{\"error\":0,\"read\":{\"io_bytes\":2000000,\"runtime\":1000}}]}";
+        for f in ["fio-qd1-read-nsA-p2pmem@p2pmem_bar-0.json", "fio-qd1-read-nsA-p2pmem@p2pmem_bar-1.json", "fio-qd1-read-nsA-ram-0.json"] {
+            fs::write(dir.join(f), json).unwrap();
+        }
+        let mut figs = fio_figures(&dir);
+        figs.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(figs.len(), 2);
+        assert_eq!(figs[0].name, "4 fio qd1 read nsA ram");
+        assert_eq!(figs[1].name, "[p2pmem_bar] 4 fio qd1 read nsA p2pmem");
+        assert_eq!(figs[1].values, vec![2.0, 2.0]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,6 +27,18 @@ pub const SERIAL_A: &str = "p2p-a";
 pub const SERIAL_B: &str = "p2p-b";
 pub const SERIAL_LONE: &str = "p2p-lone";
 
+/// Kinds of p2pmem provider the topology has, as the guest names them (the driver
+/// that publishes the p2pmem): NVMe A's controller memory buffer, and the RAM-backed
+/// ivshmem BAR published by `p2pmem_bar`. Every per-provider test runs on each.
+pub const PROVIDER_KINDS: [&str; 2] = ["nvme", "p2pmem_bar"];
+
+/// Test programs that run once per boot rather than once per provider.
+pub const ONCE_PER_BOOT: [&str; 1] = ["p2pmem_bar_test"];
+
+/// Size of the ivshmem memory backend (host RAM): a power of two, so the BAR is
+/// naturally aligned, as p2pmem needs (2 MiB).
+pub const IVSHMEM_MIB: u32 = 256;
+
 /// Appends one newc cpio entry.
 fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
     let namesize = name.len() + 1;
@@ -96,7 +108,8 @@ pub struct Outcome {
 }
 
 /// QEMU arguments for the harness topology: NVMe `p2p-a` and `p2p-b` with 64 MiB
-/// CMBs behind one PCIe switch, and `p2p-lone` (also with a CMB) on its own root port.
+/// CMBs and an `ivshmem-plain` device whose 256 MiB BAR is host RAM, behind one PCIe
+/// switch, and `p2p-lone` (also with a CMB) on its own root port.
 pub fn qemu_args(b: &Boot) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &str| a.extend(s.split_whitespace().map(String::from));
@@ -126,6 +139,10 @@ pub fn qemu_args(b: &Boot) -> Vec<String> {
     push("-device xio3130-downstream,id=dn1,bus=sw1,chassis=2,slot=0".into());
     push("-device xio3130-downstream,id=dn2,bus=sw1,chassis=3,slot=1".into());
     push("-device pcie-root-port,id=rp2,bus=pcie.0,chassis=4,slot=2".into());
+    // A RAM-backed BAR behind the same switch: p2pmem that is not emulated MMIO.
+    push("-device xio3130-downstream,id=dn3,bus=sw1,chassis=5,slot=2".into());
+    push(format!("-object memory-backend-ram,id=ivmem,size={IVSHMEM_MIB}M,share=on"));
+    push("-device ivshmem-plain,memdev=ivmem,bus=dn3".into());
     for (serial, bus) in [(SERIAL_A, "dn1"), (SERIAL_B, "dn2"), (SERIAL_LONE, "rp2")] {
         let img = b.disks.join(format!("{serial}.img"));
         push(format!("-drive file={},if=none,id=d-{serial},format=raw,cache=unsafe", img.display()));

@@ -156,8 +156,19 @@ impl Reliability {
 pub fn reliability(v: &Verdict, results: &Path, iterations: u32, timed_out: bool) -> Reliability {
     let mut r = Reliability { iterations, splats: v.splats.len(), ..Default::default() };
     r.hangs = usize::from(timed_out) + v.splats.iter().filter(|s| matches!(s.kind, "hung task" | "soft lockup" | "RCU stall")).count();
-    for bin in ["p2pmem_misuse_test", "p2pmem_stress_test"] {
-        let Ok(text) = fs::read_to_string(results.join(format!("{bin}.tap"))) else { continue };
+    // One TAP file per binary and provider (`<binary>@<provider>.tap`).
+    let mut files: Vec<_> = fs::read_dir(results)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".tap") else { continue };
+        let bin = stem.split('@').next().unwrap_or(stem);
+        if !["p2pmem_misuse_test", "p2pmem_stress_test", "p2pmem_bar_test"].contains(&bin) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&f) else { continue };
         let rep = tap::parse(&text);
         r.cases += rep.top().count();
         r.failed += rep.top().filter(|p| p.status != Status::Pass).count();
@@ -181,7 +192,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rel-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(
-            dir.join("p2pmem_stress_test.tap"),
+            dir.join("p2pmem_stress_test@nvme.tap"),
             "1..2\nok 1 stress.a\n# p2pmem_stress_test.c:60:b:Expected self->avail (100) == p2p_wait_available(&d, self->avail, 10000, NULL) (96)\n# b: Test terminated by timeout\nnot ok 2 stress.b\n",
         )
         .unwrap();

@@ -136,6 +136,13 @@ fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, 
     // its images), and no test may depend on what an earlier boot wrote.
     let disks = work.join("disks");
     guest::ensure_disks(&disks)?;
+    // The BAR provider is a module (the tests unload and reload it); the guest's
+    // run.sh loads it from here.
+    let ko = p.out(profile).join("drivers/pci/p2pmem_bar/p2pmem_bar.ko");
+    if ko.exists() {
+        fs::create_dir_all(work.join("modules"))?;
+        fs::copy(&ko, work.join("modules/p2pmem_bar.ko"))?;
+    }
     let b = guest::Boot {
         kernel: p.bzimage(profile),
         initramfs,
@@ -215,11 +222,31 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             v.problems.push(e.to_string());
         }
         let results = work.join("results");
+        // The guest lists the providers it found by what they are (`<kind> <BDF>`);
+        // every kind of the topology must be there, and every per-provider test
+        // runs on each.
+        let providers: Vec<String> = fs::read_to_string(results.join("providers.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect();
+        for kind in guest::PROVIDER_KINDS {
+            if !providers.iter().any(|p| p == kind) {
+                v.problems.push(format!("no p2pmem provider of kind {kind} in the guest (providers.txt: {providers:?})"));
+            }
+        }
         for b in &binaries {
             let exp: Vec<String> = expected.iter().filter(|(x, _)| x == b).map(|(_, t)| t.clone()).collect();
-            let tap = fs::read_to_string(results.join(format!("{b}.tap"))).ok();
-            let rc = fs::read_to_string(results.join(format!("{b}.rc"))).ok().and_then(|s| s.trim().parse().ok());
-            judge::judge_tap(&mut v, b, tap.as_deref(), rc, &exp);
+            let runs: Vec<String> = if guest::ONCE_PER_BOOT.contains(&b.as_str()) {
+                vec![b.clone()]
+            } else {
+                providers.iter().map(|p| format!("{b}@{p}")).collect()
+            };
+            for run in &runs {
+                let tap = fs::read_to_string(results.join(format!("{run}.tap"))).ok();
+                let rc = fs::read_to_string(results.join(format!("{run}.rc"))).ok().and_then(|s| s.trim().parse().ok());
+                judge::judge_tap(&mut v, run, tap.as_deref(), rc, &exp);
+            }
         }
         for (b, _) in &expected {
             if !binaries.contains(b) {
@@ -290,9 +317,12 @@ fn diag_lines(results: &Path) -> Vec<String> {
         let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tap")).collect();
         files.sort();
         for f in files {
+            // `<binary>@<provider>.tap`: say which provider the report is about.
+            let stem = f.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let provider = stem.split_once('@').map(|(_, p)| format!("[{p}] ")).unwrap_or_default();
             for l in fs::read_to_string(&f).unwrap_or_default().lines() {
                 if let Some(r) = l.trim_start_matches("# ").strip_prefix("REPORT: ") {
-                    v.push(format!("report: {r}"));
+                    v.push(format!("report: {provider}{r}"));
                 }
             }
         }
@@ -387,10 +417,28 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
             if !splats.is_empty() {
                 anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
             }
-            if fs::read_to_string(work.join("results/bench.rc")).ok().as_deref().map(str::trim) != Some("0") {
-                anyhow::bail!("p2pmem_bench failed in the {imp} boot: see {}", out.console.display());
+            // One set of figures per provider the guest found (`<kind> <BDF>`).
+            let providers: Vec<String> = fs::read_to_string(work.join("results/providers.txt"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(String::from))
+                .collect();
+            for kind in guest::PROVIDER_KINDS {
+                if !providers.iter().any(|p| p == kind) {
+                    anyhow::bail!("no p2pmem provider of kind {kind} in the {imp} boot: see {}", out.console.display());
+                }
             }
-            let mut f = bench::parse_lines(&fs::read_to_string(work.join("results/bench.jsonl")).unwrap_or_default());
+            let mut f = Vec::new();
+            if o.only != Some(4) {
+                for prov in &providers {
+                    let rc = fs::read_to_string(work.join(format!("results/bench@{prov}.rc")));
+                    if rc.ok().as_deref().map(str::trim) != Some("0") {
+                        anyhow::bail!("p2pmem_bench failed on provider {prov} in the {imp} boot: see {}", out.console.display());
+                    }
+                    let text = fs::read_to_string(work.join(format!("results/bench@{prov}.jsonl"))).unwrap_or_default();
+                    f.extend(bench::parse_lines(&text).into_iter().map(|x| bench::Figure { name: format!("[{prov}] {}", x.name), ..x }));
+                }
+            }
             f.extend(bench::fio_figures(&work.join("results")));
             if f.is_empty() {
                 anyhow::bail!("no benchmark results from the {imp} boot: see {}", out.console.display());

@@ -6,6 +6,11 @@
  * The devices are found by NVMe serial number (P2PDMA_SERIAL_A, _B, _LONE in the
  * environment, "p2p-a", "p2p-b", "p2p-lone" by default): A and B sit behind one
  * PCIe switch, LONE on its own root port.
+ *
+ * The provider under test, whose p2pmem the tests map, is NVMe A's CMB by default;
+ * P2PDMA_PROVIDER=<BDF> selects any other device with p2pmem/allocate. An NVMe
+ * provider does I/O with its own namespace; any other provider (a BAR published by
+ * p2pmem_bar, say) with NVMe A's namespace.
  */
 #ifndef P2PDMA_LIB_H
 #define P2PDMA_LIB_H
@@ -30,12 +35,29 @@
 #define P2P_PATH 512
 
 struct p2p_dev {
-	char serial[64];
-	char ctrl[256];		/* nvmeX */
+	char serial[64];	/* NVMe serial; "" for a provider that is no NVMe */
+	char ctrl[256];		/* nvmeX; "" for a provider that is no NVMe */
 	char bdf[256];		/* 0000:02:00.0 */
-	char blk[272];		/* /dev/nvmeXn1 */
+	char blk[272];		/* /dev/nvmeXn1: own namespace, or NVMe A's */
 	char p2pmem[320];	/* /sys/bus/pci/devices/<bdf>/p2pmem */
+	char driver[64];	/* driver bound when found (for a rebind) */
 };
+
+/* Records the name of the driver bound to d->bdf (if any) in d->driver. */
+static inline void p2p_read_driver(struct p2p_dev *d)
+{
+	char path[P2P_PATH], link[P2P_PATH];
+	ssize_t n;
+	char *s;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", d->bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return;
+	link[n] = '\0';
+	s = strrchr(link, '/');
+	snprintf(d->driver, sizeof(d->driver), "%.63s", s ? s + 1 : link);
+}
 
 static inline long p2p_page_size(void)
 {
@@ -125,6 +147,7 @@ static inline int p2p_find(const char *serial, struct p2p_dev *d)
 		snprintf(d->blk, sizeof(d->blk), "/dev/%sn1", e->d_name);
 		snprintf(d->p2pmem, sizeof(d->p2pmem),
 			 "/sys/bus/pci/devices/%s/p2pmem", d->bdf);
+		p2p_read_driver(d);
 		ret = 0;
 		break;
 	}
@@ -151,6 +174,79 @@ static inline int p2p_find_ready(const char *serial, struct p2p_dev *d, int time
 		usleep(50 * 1000);
 	}
 	return -ETIMEDOUT;
+}
+
+/* The NVMe serial of the controller at bdf, copied to out; 0 or -ENODEV. */
+static inline int p2p_nvme_serial_of(const char *bdf, char *out, size_t len)
+{
+	char path[P2P_PATH];
+	struct dirent *e;
+	DIR *dir;
+	int ret = -ENODEV;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/nvme", bdf);
+	dir = opendir(path);
+	if (!dir)
+		return -ENODEV;
+	while ((e = readdir(dir))) {
+		if (strncmp(e->d_name, "nvme", 4))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/nvme/%s/serial", e->d_name);
+		if (!p2p_read_file(path, out, len)) {
+			ret = 0;
+			break;
+		}
+	}
+	closedir(dir);
+	return ret;
+}
+
+/* P2PDMA_PROVIDER, or NULL when the provider is NVMe A. */
+static inline const char *p2p_provider_bdf(void)
+{
+	const char *v = getenv("P2PDMA_PROVIDER");
+
+	return v && *v ? v : NULL;
+}
+
+/*
+ * Finds the provider under test and waits (bounded) until it has p2pmem and its
+ * I/O namespace exists. Returns 0 or -ETIMEDOUT.
+ */
+static inline int p2p_provider_ready(struct p2p_dev *d, int timeout_ms)
+{
+	const char *bdf = p2p_provider_bdf();
+	char path[P2P_PATH], serial[64];
+	struct stat st;
+	int waited;
+
+	if (!bdf)
+		return p2p_find_ready(p2p_serial('A'), d, timeout_ms);
+	for (waited = 0; waited <= timeout_ms; waited += 50) {
+		/* An NVMe provider: by its serial, as it may come back as another nvmeX. */
+		if (!p2p_nvme_serial_of(bdf, serial, sizeof(serial)))
+			return p2p_find_ready(serial, d, timeout_ms - waited);
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/p2pmem/available", bdf);
+		if (!stat(path, &st) && !p2p_find(p2p_serial('A'), d) && !stat(d->blk, &st)) {
+			/* d holds NVMe A: keep its namespace, take the rest from bdf. */
+			d->serial[0] = '\0';
+			d->ctrl[0] = '\0';
+			snprintf(d->bdf, sizeof(d->bdf), "%.64s", bdf);
+			snprintf(d->p2pmem, sizeof(d->p2pmem),
+				 "/sys/bus/pci/devices/%s/p2pmem", d->bdf);
+			d->driver[0] = '\0';
+			p2p_read_driver(d);
+			return 0;
+		}
+		usleep(50 * 1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* A name for the provider in messages: its NVMe serial or its BDF. */
+static inline const char *p2p_name(const struct p2p_dev *d)
+{
+	return d->serial[0] ? d->serial : d->bdf;
 }
 
 /* p2pmem/<attr> as a number; -1 when it cannot be read. */
@@ -318,9 +414,14 @@ static inline int p2p_unbind(const struct p2p_dev *d)
 	return p2p_write_file(path, d->bdf);
 }
 
-static inline int p2p_bind_nvme(const struct p2p_dev *d)
+/* Binds the device again to the driver it had when it was found (nvme by default). */
+static inline int p2p_rebind(const struct p2p_dev *d)
 {
-	return p2p_write_file("/sys/bus/pci/drivers/nvme/bind", d->bdf);
+	char path[P2P_PATH];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/drivers/%s/bind",
+		 d->driver[0] ? d->driver : "nvme");
+	return p2p_write_file(path, d->bdf);
 }
 
 /* Which implementation serves p2pmem/allocate: "c" or "rust". */

@@ -248,7 +248,7 @@ static void unbind_latency(long long avail, int k)
 			munmap(maps[j], p2p_page_size());
 		free(maps);
 		close(alloc_fd);
-		if (p2p_bind_nvme(&dev) || p2p_find_ready(dev.serial, &dev, 60000))
+		if (p2p_rebind(&dev) || p2p_provider_ready(&dev, 60000))
 			die("rebind");
 		alloc_fd = p2p_open_alloc(&dev);
 		if (alloc_fd < 0)
@@ -349,14 +349,14 @@ int main(int argc, char **argv)
 		reps = 5;
 	if (argc > 2)
 		only = atoi(argv[2]);
-	if (p2p_find_ready(p2p_serial('A'), &dev, 30000))
+	if (p2p_provider_ready(&dev, 30000))
 		die("no p2pmem device");
 	avail = p2p_attr(&dev, "available");
 	alloc_fd = p2p_open_alloc(&dev);
 	if (alloc_fd < 0)
 		die("open allocate");
 	fprintf(stderr, "p2pmem_bench: %s, %s, %d repetitions, implementation %s\n",
-		dev.serial, dev.bdf, reps, p2p_impl());
+		p2p_name(&dev), dev.bdf, reps, p2p_impl());
 
 	if (only == 0 || only == 1)
 		first_touch(avail);

@@ -31,7 +31,7 @@ FIXTURE(misuse) {
 
 FIXTURE_SETUP(misuse)
 {
-	ASSERT_EQ(0, p2p_find_ready(p2p_serial('A'), &self->a, 10000));
+	ASSERT_EQ(0, p2p_provider_ready(&self->a, 10000));
 	self->avail = p2p_attr(&self->a, "available");
 	ASSERT_GT(self->avail, 0);
 }
@@ -40,7 +40,7 @@ FIXTURE_TEARDOWN(misuse)
 {
 	struct p2p_dev d;
 
-	if (!p2p_find_ready(self->a.serial, &d, 10000))
+	if (!p2p_provider_ready(&d, 10000))
 		EXPECT_EQ(self->avail, p2p_wait_available(&d, self->avail, 10000, NULL))
 			TH_LOG("p2pmem leaked");
 }
@@ -336,8 +336,8 @@ TEST_F_TIMEOUT(misuse, mmap_stale_fd_after_unbind, 300)
 	if (p != MAP_FAILED)
 		munmap(p, P2P_MIB);
 	close(fd);
-	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
-	ASSERT_EQ(0, p2p_find_ready(self->a.serial, &again, 60000));
+	ASSERT_EQ(0, p2p_rebind(&self->a));
+	ASSERT_EQ(0, p2p_provider_ready(&again, 60000));
 }
 
 TEST_HARNESS_MAIN

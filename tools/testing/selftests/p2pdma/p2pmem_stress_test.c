@@ -48,7 +48,7 @@ FIXTURE(stress) {
 
 FIXTURE_SETUP(stress)
 {
-	ASSERT_EQ(0, p2p_find_ready(p2p_serial('A'), &self->a, 10000));
+	ASSERT_EQ(0, p2p_provider_ready(&self->a, 10000));
 	ASSERT_EQ(0, p2p_find_ready(p2p_serial('B'), &self->b, 10000));
 	self->avail = p2p_attr(&self->a, "available");
 	self->size = p2p_attr(&self->a, "size");
@@ -61,15 +61,15 @@ FIXTURE_TEARDOWN(stress)
 {
 	struct p2p_dev d;
 
-	if (!p2p_find_ready(self->a.serial, &d, 10000))
+	if (!p2p_provider_ready(&d, 10000))
 		EXPECT_EQ(self->avail, p2p_wait_available(&d, self->avail, 10000, NULL));
 }
 
 /* Rebinds A and checks that its p2pmem comes back whole. */
 static void rebind(struct __test_metadata *_metadata, FIXTURE_DATA(stress) *self)
 {
-	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
-	ASSERT_EQ(0, p2p_find_ready(self->a.serial, &self->a, 60000));
+	ASSERT_EQ(0, p2p_rebind(&self->a));
+	ASSERT_EQ(0, p2p_provider_ready(&self->a, 60000));
 	ASSERT_EQ(self->size, p2p_attr(&self->a, "size"));
 	ASSERT_EQ(self->avail, p2p_wait_available(&self->a, self->avail, 10000, NULL));
 }

@@ -30,7 +30,7 @@ FIXTURE(p2pmem) {
 
 FIXTURE_SETUP(p2pmem)
 {
-	ASSERT_EQ(0, p2p_find_ready(p2p_serial('A'), &self->a, 10000))
+	ASSERT_EQ(0, p2p_provider_ready(&self->a, 10000))
 		TH_LOG("NVMe %s with p2pmem not found", p2p_serial('A'));
 	ASSERT_EQ(0, p2p_find_ready(p2p_serial('B'), &self->b, 10000))
 		TH_LOG("NVMe %s with p2pmem not found", p2p_serial('B'));
@@ -49,10 +49,10 @@ FIXTURE_TEARDOWN(p2pmem)
 	int waited;
 
 	/* The device may have been rebound under a new controller name. */
-	if (!p2p_find_ready(self->a.serial, &d, 10000)) {
+	if (!p2p_provider_ready(&d, 10000)) {
 		EXPECT_EQ(self->avail_a, p2p_wait_available(&d, self->avail_a, 10000, &waited));
 		if (waited)
-			TH_LOG("%s: available returned after %d ms", d.serial, waited);
+			TH_LOG("%s: available returned after %d ms", p2p_name(&d), waited);
 	}
 	EXPECT_EQ(self->avail_b, p2p_wait_available(&self->b, self->avail_b, 10000, NULL));
 	EXPECT_EQ(self->avail_lone, p2p_wait_available(&self->lone, self->avail_lone, 10000, NULL));
@@ -165,8 +165,8 @@ TEST_F_TIMEOUT(p2pmem, refused_lone, SLOW_TIMEOUT)
 
 	errno = 0;
 	n = pwrite(fd_lone, pa, IO_LEN, 0);
-	EXPECT_EQ(-1, n) TH_LOG("p2pmem of %s -> %s was not refused", self->a.serial, self->lone.blk);
-	TH_LOG("write p2pmem(%s) -> %s: %zd (%s)", self->a.serial, self->lone.blk, n, strerror(errno));
+	EXPECT_EQ(-1, n) TH_LOG("p2pmem of %s -> %s was not refused", p2p_name(&self->a), self->lone.blk);
+	TH_LOG("write p2pmem(%s) -> %s: %zd (%s)", p2p_name(&self->a), self->lone.blk, n, strerror(errno));
 	errno = 0;
 	n = pread(fd_a, pl, IO_LEN, 0);
 	EXPECT_EQ(-1, n) TH_LOG("%s -> p2pmem of %s was not refused", self->a.blk, self->lone.serial);
@@ -537,8 +537,8 @@ TEST_F_TIMEOUT(p2pmem, unbind_during_odirect, SLOW_TIMEOUT)
 	munmap(l.buf, P2P_MIB);
 	close(l.fd);
 
-	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
-	ASSERT_EQ(0, p2p_find_ready(self->a.serial, &again, 60000));
+	ASSERT_EQ(0, p2p_rebind(&self->a));
+	ASSERT_EQ(0, p2p_provider_ready(&again, 60000));
 	EXPECT_EQ(size, p2p_attr(&again, "size"));
 }
 
@@ -574,8 +574,8 @@ TEST_F_TIMEOUT(p2pmem, unbind_rebind, SLOW_TIMEOUT)
 		EXPECT_EQ(SIGBUS, sig);
 	EXPECT_EQ(0, munmap(p, P2P_MIB));
 
-	ASSERT_EQ(0, p2p_bind_nvme(&self->a));
-	ASSERT_EQ(0, p2p_find_ready(self->a.serial, &again, 60000));
+	ASSERT_EQ(0, p2p_rebind(&self->a));
+	ASSERT_EQ(0, p2p_provider_ready(&again, 60000));
 	EXPECT_EQ(size, p2p_attr(&again, "size"));
 	EXPECT_EQ(self->avail_a, p2p_wait_available(&again, self->avail_a, 10000, &waited));
 }
