@@ -24,7 +24,8 @@ nvme_by_serial() {
 # load_p2pmem_bar: load the BAR provider module the harness put in $W/modules.
 load_p2pmem_bar() {
 	[ -e "$W/modules/p2pmem_bar.ko" ] || return 0
-	insmod "$W/modules/p2pmem_bar.ko" || log "insmod p2pmem_bar.ko failed"
+	# busybox: Debian 12 hosts need not have kmod.
+	busybox insmod "$W/modules/p2pmem_bar.ko" || log "insmod p2pmem_bar.ko failed"
 }
 
 # wait_p2pmem: wait (bounded) until every NVMe has registered its CMB as p2pmem,

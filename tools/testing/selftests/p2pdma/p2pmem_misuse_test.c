@@ -31,7 +31,8 @@ FIXTURE(misuse) {
 
 FIXTURE_SETUP(misuse)
 {
-	ASSERT_EQ(0, p2p_provider_ready(&self->a, 10000));
+	if (p2p_provider_ready(&self->a, 10000))
+		SKIP(return, "no p2pmem provider (P2PDMA_PROVIDER, or NVMe %s with a CMB)", p2p_serial('A'));
 	self->avail = p2p_attr(&self->a, "available");
 	ASSERT_GT(self->avail, 0);
 }
