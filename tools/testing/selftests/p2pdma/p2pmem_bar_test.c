@@ -152,12 +152,17 @@ FIXTURE_SETUP(bar)
 
 FIXTURE_TEARDOWN(bar)
 {
-	/* Leave the module loaded with its defaults and the provider whole. */
+	/*
+	 * Leave the module loaded with its defaults and the provider whole; a test may
+	 * have left it loaded with other parameters (or unloaded). The pool is checked
+	 * first, before the reload gives a fresh one.
+	 */
 	if (!self->ko)
 		return;
-	if (!bound(self->p.bdf)) {
-		EXPECT_EQ(0, reload_and_bind(self->ko, "", self->p.bdf));
-	}
+	if (bound(self->p.bdf) && p2p_attr(&self->p, "size") == self->size)
+		EXPECT_EQ(self->avail, p2p_wait_available(&self->p, self->avail, 10000, NULL))
+			TH_LOG("p2pmem of %s leaked", self->p.bdf);
+	EXPECT_EQ(0, reload_and_bind(self->ko, "", self->p.bdf));
 	EXPECT_EQ(0, wait_p2pmem(&self->p, 10000));
 	EXPECT_EQ(self->size, p2p_attr(&self->p, "size"));
 	EXPECT_EQ(self->avail, p2p_wait_available(&self->p, self->avail, 10000, NULL))
