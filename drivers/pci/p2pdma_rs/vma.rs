@@ -27,7 +27,7 @@ use kernel::{
         p2pdma::{P2pMmap, P2pPool},
     },
     prelude::*,
-    sync::{aref::ARef, rcu_box::RcuBox, Arc, ArcBorrow, Mutex, SetOnce},
+    sync::{aref::ARef, rcu, rcu_box::RcuBox, Arc, ArcBorrow, Mutex, SetOnce},
 };
 
 /// What a map's pages are doing.
@@ -195,7 +195,19 @@ impl P2pMmap for P2pMem {
     fn mmap(pdev: &pci::Device, pool: &P2pPool, vma: &VmaNew) -> Result {
         let len = vma.end() - vma.start();
         let dev = registry()?.device(pdev)?;
-        let res = RcuBox::new(Reservation::new(pool, len)?, GFP_KERNEL)?;
+        let res = match Reservation::new(pool, len) {
+            // Pages of mappings released just before (munmap, exit, unbind) come back
+            // to the pool from RCU callbacks: wait for the callbacks already queued,
+            // once, rather than fail a mapping that fits a grace period later. This is
+            // bounded (one grace period plus the callbacks) and only taken when the
+            // pool is short.
+            Err(e) if e == ENOMEM => {
+                rcu::rcu_barrier();
+                Reservation::new(pool, len)?
+            }
+            r => r?,
+        };
+        let res = RcuBox::new(res, GFP_KERNEL)?;
         let pages = Arc::pin_init(
             pin_init!(MapPages {
                 state <- new_mutex!(PageState { revoked: false, pages: Some(res) }),

@@ -43,23 +43,10 @@ static void die(const char *what)
 	exit(1);
 }
 
-/*
- * mmap, retrying for up to 5 s on ENOMEM: the Rust path gives unmapped pages back
- * after an RCU grace period, so back-to-back mappings of most of the pool can
- * briefly find it short. The wait is part of the measured cost.
- */
-static void *map_retry(size_t len)
+/* mmap of the open allocate file; ENOMEM is a failure of the benchmark. */
+static void *map_alloc(size_t len)
 {
-	int i;
-
-	for (i = 0; i < 5000; i++) {
-		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, alloc_fd, 0);
-
-		if (p != MAP_FAILED || errno != ENOMEM)
-			return p;
-		usleep(1000);
-	}
-	return MAP_FAILED;
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, alloc_fd, 0);
 }
 
 static void wait_pool(long long avail)
@@ -97,7 +84,7 @@ static double touch_pages(size_t len)
 	volatile char *p;
 	double t0 = now_s(), t;
 
-	p = map_retry(len);
+	p = map_alloc(len);
 	if (p == MAP_FAILED)
 		die("mmap");
 	store_each_page(p, len, 1);
@@ -131,7 +118,7 @@ static double churn_once(bool p2p)
 	double t0 = now_s();
 
 	for (j = 0; j < n; j++) {
-		void *p = p2p ? map_retry(2 * P2P_MIB) :
+		void *p = p2p ? map_alloc(2 * P2P_MIB) :
 			  mmap(NULL, 2 * P2P_MIB, PROT_READ | PROT_WRITE,
 			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
@@ -193,7 +180,7 @@ static void fault_parts(long long avail)
 	int i;
 
 	for (i = 0; i < reps; i++) {
-		volatile char *p = map_retry(len);
+		volatile char *p = map_alloc(len);
 		double t0;
 
 		if (p == MAP_FAILED)

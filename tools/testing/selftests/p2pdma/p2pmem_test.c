@@ -209,6 +209,46 @@ TEST_F_TIMEOUT(p2pmem, exhaust_pool, SLOW_TIMEOUT)
 	free(maps);
 }
 
+/*
+ * munmap and mmap again, back to back, the largest mapping that fits the pool,
+ * touched each round (so its pages are released the slow way, after an RCU grace
+ * period on the Rust path): every mmap succeeds. Up to 1000 rounds or 45 s.
+ */
+TEST_F_TIMEOUT(p2pmem, remap_whole_pool, SLOW_TIMEOUT)
+{
+	size_t mib = self->avail_a / P2P_MIB, len, off;
+	uint64_t t0 = p2p_now_ns();
+	int rounds = 0, failed = 0;
+	volatile char *p = MAP_FAILED;
+	int fd = p2p_open_alloc(&self->a);
+
+	ASSERT_LE(0, fd);
+	for (; mib > 0 && p == MAP_FAILED; mib--)
+		p = mmap(NULL, mib * P2P_MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	len = (mib + 1) * P2P_MIB;
+	while (rounds < 1000 && p2p_now_ns() - t0 < 45000000000ULL) {
+		for (off = 0; off < len; off += 64 * 1024)
+			p[off] = 1;
+		munmap((void *)p, len);
+		rounds++;
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			failed++;
+			TH_LOG("round %d: mmap of %zu MiB: %s", rounds, len / P2P_MIB,
+			       strerror(errno));
+			break;
+		}
+	}
+	if (p != MAP_FAILED)
+		munmap((void *)p, len);
+	close(fd);
+	REPORT("%d rounds of munmap + mmap of %zu MiB (touched), %d failed",
+	       rounds, len / P2P_MIB, failed);
+	EXPECT_EQ(0, failed);
+	EXPECT_LE(20, rounds);
+}
+
 /* Mapping 16 MiB and touching one byte populates one page, not 4096. */
 TEST_F_TIMEOUT(p2pmem, lazy_population, FAST_TIMEOUT)
 {
