@@ -110,12 +110,12 @@ impl Device {
         let start = self.resource_start(index)?;
         let len = self.resource_len(index)?;
         // CAST: `index` is below `PCI_STD_NUM_BARS`, so it fits in a `c_int`.
-        let bar = index as core::ffi::c_int;
+        let bar = index as crate::ffi::c_int;
         // SAFETY: By the type invariant `self.0` is a valid `struct pci_dev`, and `bar` is
         // the index of one of its standard resources.
         let flags = unsafe { bindings::pci_resource_flags(self.as_raw(), bar) };
         // CAST: The `IORESOURCE_*` flags are `u32` constants.
-        let has = |f: u32| flags & f as core::ffi::c_ulong != 0;
+        let has = |f: u32| flags & f as crate::ffi::c_ulong != 0;
         if len == 0 || has(bindings::IORESOURCE_UNSET) || has(bindings::IORESOURCE_DISABLED) {
             return Ok(BarKind::Unassigned);
         }
@@ -163,7 +163,7 @@ impl Device<Core<'_>> {
         // device from adding the same range meanwhile.
         for addr in [start, start + size - 1] {
             // CAST: A physical frame number fits in an `unsigned long`.
-            let pfn = (addr >> PAGE_SHIFT) as core::ffi::c_ulong;
+            let pfn = (addr >> PAGE_SHIFT) as crate::ffi::c_ulong;
             // SAFETY: Any pfn may be looked up.
             let pgmap = unsafe { bindings::get_dev_pagemap(pfn) };
             if !pgmap.is_null() {
@@ -174,7 +174,7 @@ impl Device<Core<'_>> {
         }
         let size: usize = size.try_into().map_err(|_| EINVAL)?;
         // CAST: `bar.index` is below `PCI_STD_NUM_BARS`.
-        let index = bar.index as core::ffi::c_int;
+        let index = bar.index as crate::ffi::c_int;
         // SAFETY: `self` is a bound device in probe or unbind (the `Core` context), so the
         // device-managed resources this creates are released when the driver unbinds;
         // the range is a valid, aligned part of a memory BAR with no pagemap.
