@@ -30,7 +30,10 @@
 //!
 //! Locks are taken in this order: the registry's device list, a device's map list,
 //! a map's page state. The fault path holds the mmap lock (or the VMA lock) and then
-//! takes only the map's page state; nothing here takes the mmap lock.
+//! takes only the map's page state; nothing here takes the mmap lock. A device's
+//! count of pages on their way back to the pool ([`pool::Returning`]) is an irq-safe
+//! leaf lock, also taken by the RCU callback that gives those pages back; `mmap`
+//! sleeps on it (killable, bounded) when the pool is short only because of them.
 
 use kernel::{pci::p2pdma, prelude::*};
 

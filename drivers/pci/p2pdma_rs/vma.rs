@@ -14,7 +14,13 @@
 //! whichever comes first, the pages it never faulted in go back to the pool at once
 //! and the others are handed to `call_rcu()`.
 
-use crate::{pool::Reservation, pseudofs};
+use crate::{
+    pool::{
+        Reservation,
+        Returning, //
+    },
+    pseudofs,
+};
 use kernel::{
     fs::File,
     mm::{
@@ -27,7 +33,7 @@ use kernel::{
         p2pdma::{P2pMmap, P2pPool},
     },
     prelude::*,
-    sync::{aref::ARef, rcu, rcu_box::RcuBox, Arc, ArcBorrow, Mutex, SetOnce},
+    sync::{aref::ARef, rcu_box::RcuBox, Arc, ArcBorrow, Mutex, SetOnce},
 };
 
 /// What a map's pages are doing.
@@ -43,6 +49,8 @@ struct PageState {
 struct MapPages {
     #[pin]
     state: Mutex<PageState>,
+    /// The device's pages on their way back to the pool.
+    returning: Arc<Returning>,
 }
 
 impl MapPages {
@@ -51,7 +59,7 @@ impl MapPages {
     fn release(&self) {
         let pages = self.state.lock().pages.take();
         if let Some(mut p) = pages {
-            if p.release_unused() {
+            if p.release_unused(&self.returning) {
                 p.drop_after_grace_period();
             }
             // Otherwise no page of `p` was ever mapped: it is dropped here, at once.
@@ -74,6 +82,8 @@ struct P2pDevice {
     file: ARef<File>,
     #[pin]
     maps: Mutex<MapList>,
+    /// Pages of released maps waiting for a grace period; `mmap` waits for them.
+    returning: Arc<Returning>,
 }
 
 /// The object behind every VMA of one mapping.
@@ -145,6 +155,7 @@ impl Registry {
                 pdev: pdev.into(),
                 file: self.mount.device_file(pdev)?,
                 maps <- new_mutex!(MapList { active: true, maps: KVec::new() }),
+                returning: Returning::new()?,
             }),
             GFP_KERNEL,
         )?;
@@ -195,22 +206,21 @@ impl P2pMmap for P2pMem {
     fn mmap(pdev: &pci::Device, pool: &P2pPool, vma: &VmaNew) -> Result {
         let len = vma.end() - vma.start();
         let dev = registry()?.device(pdev)?;
-        let res = match Reservation::new(pool, len) {
-            // Pages of mappings released just before (munmap, exit, unbind) come back
-            // to the pool from RCU callbacks: wait for the callbacks already queued,
-            // once, rather than fail a mapping that fits a grace period later. This is
-            // bounded (one grace period plus the callbacks) and only taken when the
-            // pool is short.
-            Err(e) if e == ENOMEM => {
-                rcu::rcu_barrier();
-                Reservation::new(pool, len)?
+        // Pages of this device's maps released just before (munmap, exit) come back
+        // to the pool after a grace period: when the pool is short only because of
+        // them, wait (killable, bounded) rather than fail.
+        let res = loop {
+            let seen = dev.returning.completed();
+            match Reservation::new(pool, len) {
+                Err(e) if e == ENOMEM => dev.returning.wait(seen, pool, len)?,
+                r => break r?,
             }
-            r => r?,
         };
         let res = RcuBox::new(res, GFP_KERNEL)?;
         let pages = Arc::pin_init(
             pin_init!(MapPages {
                 state <- new_mutex!(PageState { revoked: false, pages: Some(res) }),
+                returning: dev.returning.clone(),
             }),
             GFP_KERNEL,
         )?;

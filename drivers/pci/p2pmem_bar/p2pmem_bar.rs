@@ -6,7 +6,7 @@
 //! # QEMU's ivshmem (1af4:1110) binds by ID; any other device by driver_override:
 //! echo p2pmem_bar > /sys/bus/pci/devices/0000:03:00.0/driver_override
 //! echo 0000:03:00.0 > /sys/bus/pci/devices/0000:03:00.0/driver/unbind  # if bound
-//! echo 0000:03:00.0 > /sys/bus/pci/drivers_probe
+//! echo 0000:03:00.0 > /sys/bus/pci/drivers/p2pmem_bar/bind  # fails with probe's errno
 //! cat /sys/bus/pci/devices/0000:03:00.0/p2pmem/size
 //! fio --direct=1 --filename=/dev/nvme0n1 \
 //!     --iomem=mmapshared:/sys/bus/pci/devices/0000:03:00.0/p2pmem/allocate ...
@@ -31,12 +31,13 @@
 //!   (`pci_p2pmem_publish()`; default false).
 //!
 //! The physical start (BAR address plus `offset`) and `size` must be multiples of
-//! 2 MiB, the granularity of ZONE_DEVICE memory hotplug. Probe fails, with one
-//! message naming the device, with `EINVAL` for a `bar` out of range, an I/O BAR, a
+//! 2 MiB, the granularity of ZONE_DEVICE memory hotplug. Probe fails, with a message
+//! naming the device and saying what is wrong, with `EINVAL` for a `bar` out of range, an I/O BAR, a
 //! misaligned or empty range or one that does not fit in the BAR; `ENXIO` for a BAR the
 //! device does not implement or that has no address assigned; `ENODEV` if `bar=-1`
 //! finds no 64-bit prefetchable memory BAR; `EBUSY` if the range already has device
-//! struct pages (another provider registered it).
+//! struct pages (another provider registered it). Writing the device to the driver's
+//! `bind` file returns that errno (`drivers_probe` does not).
 //!
 //! Unbinding (or unloading the module) zaps every user mapping of the device's p2pmem:
 //! later accesses get `SIGBUS`. It waits for pages still in use by I/O in flight.
@@ -57,12 +58,14 @@ use kernel::{
 /// The driver's per-device data: nothing, everything it registers is device-managed.
 struct P2pmemBar;
 
+/// QEMU's `ivshmem-plain` (and `ivshmem-doorbell`): BAR 2 is the shared memory.
+const IVSHMEM_DEVICE_ID: u32 = 0x1110;
+
 kernel::pci_device_table!(
     PCI_TABLE,
     <P2pmemBar as pci::Driver>::IdInfo,
     [(
-        // QEMU's `ivshmem-plain`: BAR 2 is the shared memory backend.
-        pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, 0x1110),
+        pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, IVSHMEM_DEVICE_ID),
         ()
     )]
 );
@@ -165,7 +168,8 @@ impl pci::Driver for P2pmemBar {
     ) -> impl PinInit<Self, Error> + 'bound {
         let c = choose(pdev)?;
         let index = c.bar.index();
-        pdev.enable_device_mem()?;
+        // Undone when the driver unbinds, after the p2pmem is torn down.
+        pdev.enable_device_managed()?;
         if let Err(e) = pdev.p2pdma_add_resource(&c.bar, c.offset, c.size) {
             if e == EBUSY {
                 dev_err!(

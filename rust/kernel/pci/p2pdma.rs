@@ -115,7 +115,7 @@ impl Device {
         // the index of one of its standard resources.
         let flags = unsafe { bindings::pci_resource_flags(self.as_raw(), bar) };
         // CAST: The `IORESOURCE_*` flags are `u32` constants.
-        let has = |f: u32| flags & f as crate::ffi::c_ulong != 0;
+        let has = |f: u32| (flags & f as crate::ffi::c_ulong) != 0;
         if len == 0 || has(bindings::IORESOURCE_UNSET) || has(bindings::IORESOURCE_DISABLED) {
             return Ok(BarKind::Unassigned);
         }
@@ -147,9 +147,9 @@ impl Device<Core<'_>> {
     ///
     /// Fails with `EINVAL` if `bar` is not this device's BAR as it is now, or if the
     /// range is empty, does not fit in the BAR, or its start (in physical address
-    /// space) or size is not a multiple of [`P2PMEM_ALIGN`]; `EBUSY` if part of it
-    /// already has device struct pages (already p2pmem, say); `EOPNOTSUPP` if the
-    /// device's BARs cannot be mapped by peers; `ENOMEM`.
+    /// space) or size is not a multiple of [`P2PMEM_ALIGN`], or it intersects System
+    /// RAM; `EBUSY` if part of it already has device struct pages (already p2pmem,
+    /// say); `EOPNOTSUPP` if the device's BARs cannot be mapped by peers; `ENOMEM`.
     pub fn p2pdma_add_resource(&self, bar: &MemBar, offset: u64, size: u64) -> Result {
         // `bar` may describe another device, or be stale: check against this device's
         // BAR as it is now, which is what the C function uses.
@@ -158,27 +158,50 @@ impl Device<Core<'_>> {
             _ => return Err(EINVAL),
         }
         let start = bar.range(offset, size)?;
-        // `memremap_pages()` warns when a range overlaps an existing pagemap; refuse it
-        // here. The device lock (held in the `Core` context) keeps another probe of this
-        // device from adding the same range meanwhile.
-        for addr in [start, start + size - 1] {
-            // CAST: A physical frame number fits in an `unsigned long`.
-            let pfn = (addr >> PAGE_SHIFT) as crate::ffi::c_ulong;
-            // SAFETY: Any pfn may be looked up.
+        // `memremap_pages()` warns when the range intersects System RAM, and when it
+        // overlaps an existing pagemap at its first or last page; a pagemap inside the
+        // range makes memory hotplug fail with a warning, after the new pagemap has
+        // overwritten the old one's lookup entries. Refuse all of these here. Pagemaps
+        // cover whole subsections, so one lookup per subsection finds any overlap. The
+        // device lock (held in the `Core` context) keeps another probe of this device
+        // from adding a range meanwhile.
+        let len: usize = size.try_into().map_err(|_| EINVAL)?;
+        // CAST: The resource flag and descriptor are small `u32` constants.
+        // SAFETY: `region_intersects()` only reads the resource tree, under its lock.
+        let ram = unsafe {
+            bindings::region_intersects(
+                start,
+                len,
+                bindings::IORESOURCE_SYSTEM_RAM as crate::ffi::c_ulong,
+                bindings::IORES_DESC_NONE as crate::ffi::c_ulong,
+            )
+        };
+        if ram != bindings::REGION_DISJOINT as crate::ffi::c_int {
+            return Err(EINVAL);
+        }
+        let end = start.checked_add(size).ok_or(EINVAL)?;
+        let mut addr = start;
+        while addr < end {
+            let pfn: crate::ffi::c_ulong = (addr >> PAGE_SHIFT).try_into().map_err(|_| EINVAL)?;
+            // SAFETY: Any pfn may be looked up; a pagemap found is returned with a
+            // reference taken.
             let pgmap = unsafe { bindings::get_dev_pagemap(pfn) };
             if !pgmap.is_null() {
                 // SAFETY: `get_dev_pagemap()` returned a pagemap with a reference taken.
                 unsafe { bindings::put_dev_pagemap(pgmap) };
                 return Err(EBUSY);
             }
+            addr += P2PMEM_ALIGN;
         }
-        let size: usize = size.try_into().map_err(|_| EINVAL)?;
         // CAST: `bar.index` is below `PCI_STD_NUM_BARS`.
         let index = bar.index as crate::ffi::c_int;
-        // SAFETY: `self` is a bound device in probe or unbind (the `Core` context), so the
-        // device-managed resources this creates are released when the driver unbinds;
-        // the range is a valid, aligned part of a memory BAR with no pagemap.
-        to_result(unsafe { bindings::pci_p2pdma_add_resource(self.as_raw(), index, size, offset) })
+        // SAFETY: `self` is bound to a driver and its device lock is held (the `Core`
+        // context): the function updates `pdev->p2pdma` under that lock only, and the
+        // device-managed resources it creates are released when the driver unbinds
+        // (also when called from `unbind`: devres is released after `remove`). The
+        // range is an aligned part of a memory BAR of this device, outside System RAM
+        // and with no pagemap, so `memremap_pages()` does not warn.
+        to_result(unsafe { bindings::pci_p2pdma_add_resource(self.as_raw(), index, len, offset) })
     }
 
     /// Makes the device's p2pmem available (or not) to in-kernel users that look for
