@@ -197,7 +197,9 @@ mod tests {
     #[test]
     fn lines_and_rows() {
         let c = parse_lines("noise\n{\"figure\": \"a\", \"unit\": \"ops/s\", \"values\": [10, 10]}\n");
-        let r = parse_lines("{\"figure\": \"a\", \"unit\": \"ops/s\", \"values\": [20, 20]}\n{\"figure\": \"b\", \"unit\": \"ms\", \"values\": [1]}\n");
+        let r = parse_lines(
+            "{\"figure\": \"a\", \"unit\": \"ops/s\", \"values\": [20, 20]}\n{\"figure\": \"b\", \"unit\": \"ms\", \"values\": [1]}\n",
+        );
         let rows = rows(&c, &r);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].ratio(), Some(2.0));

@@ -157,9 +157,7 @@ pub fn reliability(v: &Verdict, results: &Path, iterations: u32, timed_out: bool
     let mut r = Reliability { iterations, splats: v.splats.len(), ..Default::default() };
     r.hangs = usize::from(timed_out) + v.splats.iter().filter(|s| matches!(s.kind, "hung task" | "soft lockup" | "RCU stall")).count();
     // One TAP file per binary and provider (`<binary>@<provider>.tap`).
-    let mut files: Vec<_> = fs::read_dir(results)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut files: Vec<_> = fs::read_dir(results).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
     files.sort();
     for f in files {
         let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();

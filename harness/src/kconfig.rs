@@ -27,11 +27,7 @@ pub fn parse(text: &str) -> BTreeMap<String, Value> {
             }
         } else if let Some(rest) = line.strip_prefix("CONFIG_") {
             if let Some((sym, val)) = rest.split_once('=') {
-                let v = if val == "n" {
-                    Value::Unset
-                } else {
-                    Value::Set(val.to_string())
-                };
+                let v = if val == "n" { Value::Unset } else { Value::Set(val.to_string()) };
                 out.insert(sym.to_string(), v);
             }
         }

@@ -20,10 +20,8 @@ use std::time::{Duration, Instant};
 pub const LLVM: &str = "LLVM=-19";
 
 /// Top-level kernel directories: repository files under these are overlaid.
-const OVERLAY_DIRS: &[&str] = &[
-    "Documentation", "arch", "block", "drivers", "fs", "include", "kernel", "lib", "mm",
-    "rust", "samples", "scripts", "tools",
-];
+const OVERLAY_DIRS: &[&str] =
+    &["Documentation", "arch", "block", "drivers", "fs", "include", "kernel", "lib", "mm", "rust", "samples", "scripts", "tools"];
 
 /// A kernel profile: which fragments make its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,10 +174,8 @@ pub fn patch_files(repo: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let mut v: Vec<PathBuf> = fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "patch")).collect();
     v.sort();
     Ok(v)
 }
@@ -299,7 +295,10 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     build_env(&mut cmd);
-    util::step("build", &format!("{} kernel: make -j{jobs} {} bzImage modules (log: {})", profile.name(), extra.join(" "), log_path.display()));
+    util::step(
+        "build",
+        &format!("{} kernel: make -j{jobs} {} bzImage modules (log: {})", profile.name(), extra.join(" "), log_path.display()),
+    );
     let start = Instant::now();
     let mut child = cmd.spawn().context("spawning make")?;
     let stderr = child.stderr.take().unwrap();
@@ -355,10 +354,7 @@ pub fn build_selftests(paths: &Paths, profile: Profile) -> Result<PathBuf> {
     let dest = paths.out(profile).join("kselftest/p2pdma");
     fs::create_dir_all(&dest)?;
     let mut c = Command::new("make");
-    c.arg("-C")
-        .arg(paths.tree().join("tools/testing/selftests/p2pdma"))
-        .arg(format!("OUTPUT={}", dest.display()))
-        .arg("-s");
+    c.arg("-C").arg(paths.tree().join("tools/testing/selftests/p2pdma")).arg(format!("OUTPUT={}", dest.display())).arg("-s");
     run(&mut c).context("building tools/testing/selftests/p2pdma")?;
     Ok(dest)
 }

@@ -83,9 +83,7 @@ fn parse_opts(args: &[String]) -> Opts {
 }
 
 fn paths() -> Result<Paths> {
-    let repo = std::env::var_os("P2PDMA_REPO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let repo = std::env::var_os("P2PDMA_REPO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
     let repo = repo.canonicalize()?;
     let cache = match std::env::var_os("P2PDMA_CACHE") {
         Some(c) => PathBuf::from(c),
@@ -99,7 +97,10 @@ fn paths() -> Result<Paths> {
 fn build_kernel(p: &Paths, profile: Profile, clippy: bool) -> Result<()> {
     kernel::fetch(p)?;
     let id = kernel::prepare(p)?;
-    util::step("prepare", &format!("build tree = pristine + {} patch(es) + overlay (tree {})", kernel::patch_files(&p.repo)?.len(), &id[..12]));
+    util::step(
+        "prepare",
+        &format!("build tree = pristine + {} patch(es) + overlay (tree {})", kernel::patch_files(&p.repo)?.len(), &id[..12]),
+    );
     kernel::configure(p, profile, &id)?;
     let extra: &[&str] = if clippy { &["CLIPPY=1"] } else { &[] };
     kernel::build(p, profile, extra)
@@ -182,10 +183,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
     let impls = o.impls.clone().unwrap_or_else(|| available_impls(&p, profile));
     let res = results_dir(&p, "test")?;
     let iters = o.stress_iters.unwrap_or(DEFAULT_STRESS_ITERS);
-    util::step(
-        "test",
-        &format!("implementations: {}; stress rounds per test: {iters}; results: {}", impls.join(", "), res.display()),
-    );
+    util::step("test", &format!("implementations: {}; stress rounds per test: {iters}; results: {}", impls.join(", "), res.display()));
 
     let mut all_ok = true;
     let mut lines = Vec::new();
@@ -200,11 +198,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             for e in fs::read_dir(dir)? {
                 let e = e?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                let wanted = if scripts {
-                    name.ends_with(".sh")
-                } else {
-                    !name.contains('.') && !name.contains("bench")
-                };
+                let wanted = if scripts { name.ends_with(".sh") } else { !name.contains('.') && !name.contains("bench") };
                 if e.file_type()?.is_file() && wanted {
                     fs::copy(e.path(), work.join("bin").join(&name))?;
                     binaries.push(name);
@@ -257,7 +251,13 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
         npass += v.passed.len();
         nfail += v.failed.len() + v.problems.len();
-        lines.push(format!("== impl={imp}: {} passed, {} failed, {} problem(s), {} splat(s)", v.passed.len(), v.failed.len(), v.problems.len(), v.splats.len()));
+        lines.push(format!(
+            "== impl={imp}: {} passed, {} failed, {} problem(s), {} splat(s)",
+            v.passed.len(),
+            v.failed.len(),
+            v.problems.len(),
+            v.splats.len()
+        ));
         for f in &v.failed {
             lines.push(format!("   FAIL {f}"));
         }
@@ -334,11 +334,7 @@ fn cmd_demo(o: &Opts) -> Result<bool> {
     let p = paths()?;
     let profile = Profile::Base;
     build_kernel(&p, profile, false)?;
-    let imp = o
-        .impls
-        .as_ref()
-        .and_then(|v| v.first().cloned())
-        .unwrap_or_else(|| available_impls(&p, profile).last().cloned().unwrap());
+    let imp = o.impls.as_ref().and_then(|v| v.first().cloned()).unwrap_or_else(|| available_impls(&p, profile).last().cloned().unwrap());
     let res = results_dir(&p, "demo")?;
     let work = work_dir(&res)?;
     write_run_sh(&work, &format!("IMPL={imp}\nrun_demo\nfinish\n"))?;

@@ -84,10 +84,7 @@ const BENIGN_TAINT: u64 = 1 << 18;
 pub fn bad_taint(value: u64) -> String {
     const LETTERS: &[u8] = b"PFSRMBUDAWCIOELKXTN";
     let v = value & !BENIGN_TAINT;
-    (0..LETTERS.len())
-        .filter(|b| v & (1 << b) != 0)
-        .map(|b| LETTERS[b] as char)
-        .collect()
+    (0..LETTERS.len()).filter(|b| v & (1 << b) != 0).map(|b| LETTERS[b] as char).collect()
 }
 
 #[cfg(test)]
@@ -112,10 +109,7 @@ mod tests {
 [   13.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [a.out:99]
 ";
         let kinds: Vec<_> = scan(log).iter().map(|s| s.kind).collect();
-        assert_eq!(
-            kinds,
-            ["WARN", "KASAN", "lockdep", "hung task", "RCU stall", "kmemleak", "Oops", "BUG", "soft lockup"]
-        );
+        assert_eq!(kinds, ["WARN", "KASAN", "lockdep", "hung task", "RCU stall", "kmemleak", "Oops", "BUG", "soft lockup"]);
         assert_eq!(scan(log)[0].line, 5);
     }
 

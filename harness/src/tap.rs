@@ -49,10 +49,7 @@ impl Report {
             .iter()
             .filter(|p| {
                 let prefix = format!("{}.", p.name);
-                !self
-                    .points
-                    .iter()
-                    .any(|c| c.depth == p.depth + 1 && c.name.starts_with(&prefix))
+                !self.points.iter().any(|c| c.depth == p.depth + 1 && c.name.starts_with(&prefix))
             })
             .collect()
     }
@@ -203,13 +200,7 @@ ok 4 - odirect.same_dev
         let r = parse(log);
         assert_eq!(r.plan, Some(1));
         let leaves: Vec<_> = r.leaves().iter().map(|p| (p.name.clone(), p.status.clone())).collect();
-        assert_eq!(
-            leaves,
-            [
-                ("rust_genalloc.alloc_free".to_string(), Status::Pass),
-                ("rust_genalloc.owner".to_string(), Status::Fail)
-            ]
-        );
+        assert_eq!(leaves, [("rust_genalloc.alloc_free".to_string(), Status::Pass), ("rust_genalloc.owner".to_string(), Status::Fail)]);
         assert_eq!(r.top().count(), 1);
     }
 
