@@ -24,7 +24,7 @@ const OVERLAY_DIRS: &[&str] =
     &["Documentation", "arch", "block", "drivers", "fs", "include", "kernel", "lib", "mm", "rust", "samples", "scripts", "tools"];
 
 /// A kernel profile: which fragments make its config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
     /// Small server kernel for the demo and benchmarks.
     Base,

@@ -3,13 +3,16 @@
 //! with NVMe CMB devices, run the tests and judge them.
 //!
 //! ```text
-//! harness test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
-//! harness demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
-//! harness bench [--reps N] [--rounds N] [--only FIGURE]  C vs Rust benchmarks, base kernel
-//! harness build [--profile base|debug] [--clippy]       only build
+//! ./run test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
+//! ./run demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
+//! ./run bench [--reps N] [--rounds N] [--only FIGURE]  C vs Rust benchmarks, base kernel
+//! ./run build [--profile base|debug] [--clippy]       only build
 //! ```
+//!
+//! `./run <command> --help` documents every option (see `cli.rs`).
 
 mod bench;
+mod cli;
 mod guest;
 mod judge;
 mod kconfig;
@@ -19,68 +22,12 @@ mod tap;
 mod util;
 
 use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{Opts, DEFAULT_STRESS_ITERS};
 use kernel::{Paths, Profile};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Command-line options shared by the commands.
-#[derive(Debug, Default)]
-struct Opts {
-    impls: Option<Vec<String>>,
-    kvm: bool,
-    canary: bool,
-    profile: Option<Profile>,
-    clippy: bool,
-    timeout_min: Option<u64>,
-    extra_cmdline: String,
-    stress_iters: Option<u32>,
-    reps: Option<u32>,
-    only: Option<u32>,
-    rounds: Option<u32>,
-}
-
-/// Rounds of each stress test in a default run: enough to catch a race, small
-/// enough for CI under TCG. `--stress-iters N` selects the long run.
-const DEFAULT_STRESS_ITERS: u32 = 3;
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: harness <test|demo|bench|build> [--impl c,rust] [--kvm] [--no-canary] \
-         [--profile base|debug] [--clippy] [--timeout-min N] [--stress-iters N] \
-         [--reps N] [--rounds N] [--only FIGURE] [--append 'kernel args']"
-    );
-    std::process::exit(2);
-}
-
-fn parse_opts(args: &[String]) -> Opts {
-    let mut o = Opts { canary: true, ..Default::default() };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().unwrap_or_else(|| usage());
-        match a.as_str() {
-            "--impl" => o.impls = Some(val().split(',').map(String::from).collect()),
-            "--kvm" => o.kvm = true,
-            "--no-canary" => o.canary = false,
-            "--clippy" => o.clippy = true,
-            "--profile" => {
-                o.profile = Some(match val().as_str() {
-                    "base" => Profile::Base,
-                    "debug" => Profile::Debug,
-                    _ => usage(),
-                })
-            }
-            "--timeout-min" => o.timeout_min = Some(val().parse().unwrap_or_else(|_| usage())),
-            "--append" => o.extra_cmdline = val(),
-            "--reps" => o.reps = Some(val().parse().unwrap_or_else(|_| usage())),
-            "--only" => o.only = Some(val().parse().unwrap_or_else(|_| usage())),
-            "--rounds" => o.rounds = Some(val().parse().unwrap_or_else(|_| usage())),
-            "--stress-iters" => o.stress_iters = Some(val().parse().unwrap_or_else(|_| usage())),
-            _ => usage(),
-        }
-    }
-    o
-}
 
 fn paths() -> Result<Paths> {
     let repo = std::env::var_os("P2PDMA_REPO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
@@ -392,7 +339,7 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
     let profile = Profile::Base;
     build_kernel(&p, profile, false)?;
     let selftests = kernel::build_selftests(&p, profile)?;
-    let reps = o.reps.unwrap_or(5);
+    let reps = o.reps.unwrap_or(cli::DEFAULT_REPS);
     let res = results_dir(&p, "bench")?;
     // Boots alternate c, rust, c, rust, ...: a bias of one boot (where QEMU's threads
     // landed on the host, say) then weighs on both sides.
@@ -486,15 +433,19 @@ fn fio_bw(path: &Path, dir: &str) -> Option<f64> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else { usage() };
-    let o = parse_opts(&args[1..]);
-    let r = match cmd.as_str() {
+    let cli = cli::Cli::parse();
+    // ./run asks for a parse only, so that a mistyped option fails before the
+    // harness's own checks and the kernel build.
+    if std::env::var_os("P2PDMA_PARSE_ONLY").is_some() {
+        return;
+    }
+    let (cmd, o) = cli.cmd.opts();
+    let r = match cmd {
         "test" => cmd_test(&o),
         "demo" => cmd_demo(&o),
         "bench" => cmd_bench(&o),
         "build" => paths().and_then(|p| build_kernel(&p, o.profile.unwrap_or(Profile::Debug), o.clippy).map(|_| true)),
-        _ => usage(),
+        _ => unreachable!("command {cmd}"),
     };
     match r {
         Ok(true) => {}
@@ -520,13 +471,5 @@ mod tests {
         assert!((bw - 33.554432).abs() < 1e-9);
         assert!(fio_bw(&f, "read").is_none());
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn options() {
-        let o = parse_opts(&["--impl".into(), "c,rust".into(), "--no-canary".into()]);
-        assert_eq!(o.impls.unwrap(), ["c", "rust"]);
-        assert!(!o.canary);
-        assert!(parse_opts(&[]).canary);
     }
 }
