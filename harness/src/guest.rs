@@ -94,6 +94,9 @@ pub struct Boot {
     pub kvm: bool,
     pub memory_mib: u32,
     pub timeout: Duration,
+    /// Test cases the guest will report (`ok`/`not ok` lines of its test
+    /// programs), for progress; `None` when the boot runs no tests.
+    pub cases: Option<u64>,
 }
 
 /// What came back from a boot.
@@ -180,6 +183,28 @@ fn interesting(line: &str) -> bool {
     l.starts_with("harness:") || l.starts_with("ok ") || l.starts_with("not ok ") || l.starts_with("demo:")
 }
 
+/// Counts the guest's test cases as their results arrive on the console: top-level
+/// `ok`/`not ok` lines once the guest's run has started (`harness: running ...`),
+/// so the KUnit results printed at boot are not counted.
+#[derive(Debug, Default)]
+pub struct CaseCounter {
+    running: bool,
+    pub done: u64,
+}
+
+impl CaseCounter {
+    /// Feeds one console line; returns whether it was a case result.
+    pub fn feed(&mut self, line: &str) -> bool {
+        let l = crate::tap::strip_kernel_prefix(line);
+        if l.starts_with("harness: running") {
+            self.running = true;
+        }
+        let result = self.running && (l.starts_with("ok ") || l.starts_with("not ok "));
+        self.done += u64::from(result);
+        result
+    }
+}
+
 /// Boots, streams the console into `work/console.log`, and waits for power-off or
 /// the timeout.
 pub fn boot(b: &Boot) -> Result<Outcome> {
@@ -208,17 +233,34 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     });
     let start = Instant::now();
     let mut timed_out = false;
+    let mut progress = b.cases.map(|n| crate::util::Progress::new("test", "cases", Some(n)));
+    let mut cases = CaseCounter::default();
+    let mut last_tick = Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 writeln!(log, "{line}")?;
+                let is_case = cases.feed(&line);
                 if interesting(&line) {
-                    println!("    | {}", crate::tap::strip_kernel_prefix(&line));
+                    let l = crate::tap::strip_kernel_prefix(&line);
+                    match (&mut progress, b.cases) {
+                        (Some(p), Some(total)) => {
+                            p.println(&format!("    | {}{l}", if is_case { format!("[{}/{total}] ", cases.done) } else { String::new() }));
+                            p.set(cases.done, "");
+                        }
+                        _ => println!("    | {l}"),
+                    }
                 }
                 continue;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
             Err(_) => {}
+        }
+        if let Some(p) = &mut progress {
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                p.set(cases.done, "");
+            }
         }
         if child.try_wait()?.is_some() {
             // Drain what is left.
@@ -234,6 +276,9 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
             writeln!(log, "harness: guest killed after {} s (timeout)", b.timeout.as_secs())?;
             break;
         }
+    }
+    if let Some(p) = progress {
+        p.finish();
     }
     let finished = !timed_out && b.work.join("results/done").exists();
     Ok(Outcome { console, qemu_stderr, finished, timed_out, seconds: start.elapsed().as_secs_f64() })
@@ -283,6 +328,18 @@ mod tests {
     }
 
     #[test]
+    fn counts_cases_of_the_run_only() {
+        let mut c = CaseCounter::default();
+        let console = "[    1.0] KTAP version 1\n[    1.1]     ok 1 genalloc_alloc\n[    1.2] ok 1 genalloc\n\
+                       harness: running p2pmem_test\nTAP version 13\n1..2\nok 1 p2pmem.mmap_rw\n# ok 2 not a result\n\
+                       not ok 2 p2pmem.fork_shared\n[   50.0] ok 3 p2pmem.x # SKIP no CMB\n";
+        let results: Vec<bool> = console.lines().map(|l| c.feed(l)).collect();
+        assert_eq!(c.done, 3);
+        assert_eq!(results.iter().filter(|r| **r).count(), 3);
+        assert!(!results[2], "KUnit's result at boot is not a case of the run");
+    }
+
+    #[test]
     fn topology() {
         let b = Boot {
             kernel: "/k".into(),
@@ -293,6 +350,7 @@ mod tests {
             kvm: false,
             memory_mib: 4096,
             timeout: Duration::from_secs(1),
+            cases: None,
         };
         let a = qemu_args(&b).join(" ");
         assert!(a.contains("-accel tcg"));

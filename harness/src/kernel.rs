@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const LLVM: &str = "LLVM=-19";
 
@@ -276,8 +276,54 @@ pub fn config_has(paths: &Paths, profile: Profile, sym: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Step 4: incremental build of `bzImage` and the modules, output in `out/<profile>/build.log`,
-/// a progress line every 20 seconds.
+/// Steps of a from-scratch build of each profile, used for the ETA until a build
+/// on this machine has recorded its own count (approximate).
+fn scratch_steps(profile: Profile) -> u64 {
+    match profile {
+        Profile::Base => SCRATCH_STEPS_BASE,
+        Profile::Debug => SCRATCH_STEPS_DEBUG,
+    }
+}
+const SCRATCH_STEPS_BASE: u64 = 3000;
+const SCRATCH_STEPS_DEBUG: u64 = 3200;
+
+/// File in the `O=` tree with the step count of its last from-scratch build.
+const STEPS_FILE: &str = ".p2pdma-build-steps";
+
+/// Whether a line of make's output is a build step (`  CC      mm/gup.o`,
+/// `  RUSTC L rust/kernel.o`, `  LD      vmlinux.o`), not a compiler diagnostic.
+/// Returns the step, whitespace collapsed.
+pub fn build_step(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("  ")?;
+    let mut words = rest.split_whitespace();
+    let tag = words.next()?;
+    let is_tag = tag.len() >= 2
+        && tag.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && tag.chars().next()?.is_ascii_uppercase();
+    if !is_tag || !rest.starts_with(tag) {
+        return None;
+    }
+    let target: Vec<&str> = words.collect();
+    if target.is_empty() {
+        return None;
+    }
+    Some(format!("{tag} {}", target.join(" ")))
+}
+
+/// How many steps the coming build will take: for a build from scratch (no
+/// `vmlinux` in the `O=` tree), the count recorded by the last one, else the
+/// known approximate count; unknown for an incremental build.
+pub fn expected_steps(out: &Path, profile: Profile) -> Option<u64> {
+    if out.join("vmlinux").exists() {
+        return None;
+    }
+    let recorded = fs::read_to_string(out.join(STEPS_FILE)).ok().and_then(|s| s.trim().parse().ok());
+    Some(recorded.unwrap_or(scratch_steps(profile)))
+}
+
+/// Step 4: incremental build of `bzImage` and the modules, output in
+/// `out/<profile>/build.log`, progress as steps done out of the expected count,
+/// with an ETA.
 pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
     let out = paths.out(profile);
     let log_path = out.join("build.log");
@@ -295,11 +341,20 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     build_env(&mut cmd);
+    let total = expected_steps(&out, profile);
     util::step(
         "build",
-        &format!("{} kernel: make -j{jobs} {} bzImage modules (log: {})", profile.name(), extra.join(" "), log_path.display()),
+        &format!(
+            "{} kernel: make -j{jobs} {} bzImage modules ({}; log: {})",
+            profile.name(),
+            extra.join(" "),
+            match total {
+                Some(t) => format!("from scratch, about {t} steps"),
+                None => "incremental".into(),
+            },
+            log_path.display()
+        ),
     );
-    let start = Instant::now();
     let mut child = cmd.spawn().context("spawning make")?;
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -315,26 +370,27 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
             let _ = tx.send(l);
         }
     });
-    let mut steps = 0usize;
+    let mut progress = util::Progress::new("build", "steps", total);
     let mut last = String::new();
-    let mut last_report = Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(l) => {
                 writeln!(log, "{l}")?;
-                if l.starts_with("  ") {
-                    steps += 1;
-                    last = l.trim().to_string();
+                if let Some(s) = build_step(&l) {
+                    last = s;
+                    progress.inc(&last);
+                    continue;
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Err(_) => {}
         }
-        if last_report.elapsed() > Duration::from_secs(20) {
-            util::step("build", &format!("{:>4}s, {steps} steps, last: {last}", start.elapsed().as_secs()));
-            last_report = Instant::now();
-        }
+        // Keep the ETA and the plain lines going while a long step (a link) runs.
+        progress.set(progress.done(), &last);
     }
+    let steps = progress.done();
+    let secs = progress.elapsed().as_secs();
+    progress.finish();
     let status = child.wait()?;
     if !status.success() {
         let text = fs::read_to_string(&log_path).unwrap_or_default();
@@ -345,7 +401,11 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
         }
         bail!("kernel build failed ({status})");
     }
-    util::step("build", &format!("done in {}s ({steps} steps)", start.elapsed().as_secs()));
+    if total.is_some() {
+        // The next build from scratch of this profile expects as many steps.
+        fs::write(out.join(STEPS_FILE), format!("{steps}\n"))?;
+    }
+    util::step("build", &format!("done in {} ({steps} steps)", util::human(Duration::from_secs(secs))));
     Ok(())
 }
 
@@ -357,4 +417,36 @@ pub fn build_selftests(paths: &Paths, profile: Profile) -> Result<PathBuf> {
     c.arg("-C").arg(paths.tree().join("tools/testing/selftests/p2pdma")).arg(format!("OUTPUT={}", dest.display())).arg("-s");
     run(&mut c).context("building tools/testing/selftests/p2pdma")?;
     Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_steps() {
+        assert_eq!(build_step("  CC      mm/gup.o").as_deref(), Some("CC mm/gup.o"));
+        assert_eq!(build_step("  RUSTC L rust/kernel.o").as_deref(), Some("RUSTC L rust/kernel.o"));
+        assert_eq!(build_step("  LD [M]  lib/test.ko").as_deref(), Some("LD [M] lib/test.ko"));
+        assert_eq!(build_step("  HOSTCC  scripts/kconfig/conf.o").as_deref(), Some("HOSTCC scripts/kconfig/conf.o"));
+        // Compiler diagnostics, make's own lines and a bare tag are not steps.
+        assert_eq!(build_step("   12 |         foo();"), None);
+        assert_eq!(build_step("      |         ^"), None);
+        assert_eq!(build_step("make[1]: Entering directory '/x'"), None);
+        assert_eq!(build_step("  SYNC"), None);
+        assert_eq!(build_step("mm/gup.c:10:1: warning: unused"), None);
+        assert_eq!(build_step("  = note: this"), None);
+    }
+
+    #[test]
+    fn expected_steps_from_scratch() {
+        let dir = std::env::temp_dir().join(format!("steps-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(expected_steps(&dir, Profile::Debug), Some(SCRATCH_STEPS_DEBUG));
+        fs::write(dir.join(STEPS_FILE), "4321\n").unwrap();
+        assert_eq!(expected_steps(&dir, Profile::Debug), Some(4321));
+        fs::write(dir.join("vmlinux"), "").unwrap();
+        assert_eq!(expected_steps(&dir, Profile::Debug), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -100,6 +100,7 @@ fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, 
         kvm: o.kvm,
         memory_mib: 4096,
         timeout: Duration::from_secs(60 * o.timeout_min.unwrap_or(minutes)),
+        cases: expected_cases(p, work),
     };
     util::step("boot", &format!("{} kernel, {}, cmdline '{}'", profile.name(), if o.kvm { "KVM" } else { "TCG" }, b.cmdline));
     let out = guest::boot(&b);
@@ -107,6 +108,14 @@ fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, 
     let out = out?;
     util::step("boot", &format!("guest done in {:.0}s, console: {}", out.seconds, out.console.display()));
     Ok(out)
+}
+
+/// How many test cases a boot will report: the expected tests of the programs
+/// copied into its `bin/` (`None` when it runs none, as the demo and benchmarks).
+fn expected_cases(p: &Paths, work: &Path) -> Option<u64> {
+    let expected = judge::expected_tests(&fs::read_to_string(p.repo.join("harness/expected-tests.txt")).ok()?);
+    let n = expected.iter().filter(|(b, _)| work.join("bin").join(b).is_file()).count();
+    (n > 0).then_some(n as u64)
 }
 
 const GUEST_LIB: &str = include_str!("../guest/lib.sh");

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Small process helpers.
+//! Small process helpers, and progress with an end.
 
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Prints a progress line for a harness step.
 pub fn step(step: &str, msg: &str) {
@@ -54,4 +56,185 @@ pub fn run_with_input(mut cmd: Command, input: &str) -> Result<String> {
         bail!("{} failed ({}): {}", describe(&cmd), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether progress is drawn as a live bar: stdout is a terminal and `CI` is not set.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+/// Time left at a constant rate, from `done` of `total` after `elapsed`; `None`
+/// before the first unit or when the estimate of the total has been passed.
+pub fn eta(elapsed: Duration, done: u64, total: u64) -> Option<Duration> {
+    if done == 0 || done >= total {
+        return None;
+    }
+    Some(elapsed.mul_f64((total - done) as f64 / done as f64))
+}
+
+/// `1h02m`, `4m05s`, `12s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Progress of a long step with a known (or estimated) end.
+///
+/// On a terminal, a live bar (indicatif). Otherwise (CI, a log file) one plain
+/// line per update, at most one every `interval`, so logs stay readable.
+pub struct Progress {
+    step: &'static str,
+    unit: &'static str,
+    total: Option<u64>,
+    done: u64,
+    msg: String,
+    start: Instant,
+    last_line: Option<Instant>,
+    interval: Duration,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// `total` is what the step will count to (`None`: unknown, no ETA); `unit`
+    /// names what is counted ("steps", "tests").
+    pub fn new(step: &'static str, unit: &'static str, total: Option<u64>) -> Self {
+        Self::with_mode(step, unit, total, interactive())
+    }
+
+    fn with_mode(step: &'static str, unit: &'static str, total: Option<u64>, live: bool) -> Self {
+        let bar = live.then(|| {
+            let (bar, template) = match total {
+                Some(t) => (ProgressBar::new(t), "[{prefix:>7}] {bar:30} {pos}/{len} {wide_msg}"),
+                None => (ProgressBar::new_spinner(), "[{prefix:>7}] {spinner} {pos} {wide_msg}"),
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("progress template").progress_chars("=> "));
+            bar.set_prefix(step);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            step,
+            unit,
+            total,
+            done: 0,
+            msg: String::new(),
+            start: Instant::now(),
+            last_line: None,
+            interval: Duration::from_secs(20),
+            bar,
+        }
+    }
+
+    /// Sets how many units are done and what is happening now.
+    pub fn set(&mut self, done: u64, msg: &str) {
+        self.done = done;
+        msg.clone_into(&mut self.msg);
+        if let Some(bar) = &self.bar {
+            if let Some(t) = self.total {
+                // An estimated total can be passed: grow it rather than overflow.
+                bar.set_length(t.max(done));
+            }
+            bar.set_position(done);
+            bar.set_message(self.status(false));
+        } else if self.last_line.is_none_or(|t| t.elapsed() >= self.interval) {
+            self.last_line = Some(Instant::now());
+            step(self.step, &self.status(true));
+        }
+    }
+
+    /// One more unit done.
+    pub fn inc(&mut self, msg: &str) {
+        self.set(self.done + 1, msg)
+    }
+
+    /// The status text: `1234/9000 steps (13%), 2m10s, ETA 14m05s, <msg>`
+    /// (`with_count`: the count is not drawn by a bar).
+    pub fn status(&self, with_count: bool) -> String {
+        let elapsed = self.start.elapsed();
+        let mut s = String::new();
+        if with_count {
+            s.push_str(&match self.total {
+                Some(t) if t > 0 => format!("{}/{} {} ({}%), ", self.done, t, self.unit, (self.done * 100 / t).min(100)),
+                _ => format!("{} {}, ", self.done, self.unit),
+            });
+        }
+        s.push_str(&human(elapsed));
+        match self.total.map(|t| (t, eta(elapsed, self.done, t))) {
+            Some((_, Some(left))) => s.push_str(&format!(", ETA {}", human(left))),
+            Some((t, None)) if self.done >= t => s.push_str(", almost done"),
+            _ => {}
+        }
+        if !self.msg.is_empty() {
+            s.push_str(", ");
+            s.push_str(&self.msg);
+        }
+        s
+    }
+
+    /// Prints a line above the bar (or just a line without one).
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Units done so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    /// Time since the step started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Removes the bar; the caller prints the result line.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_at_constant_rate() {
+        assert_eq!(eta(Duration::from_secs(60), 100, 400), Some(Duration::from_secs(180)));
+        assert_eq!(eta(Duration::from_secs(60), 0, 400), None);
+        assert_eq!(eta(Duration::from_secs(60), 400, 400), None);
+        assert_eq!(eta(Duration::from_secs(60), 500, 400), None);
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(12)), "12s");
+        assert_eq!(human(Duration::from_secs(245)), "4m05s");
+        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn plain_status_lines() {
+        let mut p = Progress::with_mode("build", "steps", Some(1000), false);
+        p.done = 250;
+        p.msg = "CC mm/gup.o".into();
+        let s = p.status(true);
+        assert!(s.starts_with("250/1000 steps (25%), 0s"), "{s}");
+        assert!(s.ends_with(", CC mm/gup.o"), "{s}");
+        p.done = 1200;
+        assert!(p.status(true).starts_with("1200/1000 steps (100%)"), "{}", p.status(true));
+        assert!(p.status(true).contains("almost done"));
+        let mut p = Progress::with_mode("build", "steps", None, false);
+        p.done = 7;
+        assert!(p.status(true).starts_with("7 steps, 0s"), "{}", p.status(true));
+        assert!(!p.status(true).contains("ETA"));
+    }
 }
