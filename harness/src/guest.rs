@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Booting the guest under QEMU.
 //!
-//! The guest has a minimal initramfs: a static busybox and `guest/init.sh`. The init
+//! The guest has a minimal initramfs, written by the kernel's `usr/gen_init_cpio`:
+//! a static busybox and `guest/init.sh`. The init
 //! mounts the host's root file system read-only over virtio-9p and chroots into it,
 //! so fio, the shell and the test programs are the host's own binaries with their
 //! libraries: no root file system image to build or keep in sync. A second 9p share,
@@ -39,48 +40,18 @@ pub const ONCE_PER_BOOT: [&str; 1] = ["p2pmem_bar_test"];
 /// naturally aligned, as p2pmem needs (2 MiB).
 pub const IVSHMEM_MIB: u32 = 256;
 
-/// Appends one newc cpio entry.
-fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
-    let namesize = name.len() + 1;
-    let hdr = format!(
-        "070701{ino:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{namesize:08X}{:08X}",
-        0,
-        0,
-        1,
-        0,
-        data.len(),
-        0,
-        0,
-        0,
-        0,
-        0
-    );
-    out.extend_from_slice(hdr.as_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-    out.extend_from_slice(data);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-/// Builds the initramfs (uncompressed newc cpio) in memory.
-pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let dirs = ["bin", "dev", "proc", "sys", "host"];
-    let mut ino = 1;
-    for d in dirs {
-        cpio_entry(&mut out, ino, d, 0o040755, &[]);
-        ino += 1;
-    }
-    cpio_entry(&mut out, ino, "bin/busybox", 0o100755, busybox);
-    cpio_entry(&mut out, ino + 1, "init", 0o100755, INIT.as_bytes());
-    cpio_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
-    out
-}
+/// The initramfs, as a `usr/gen_init_cpio` list: a static busybox and the init.
+/// gen_init_cpio expands `${VAR}` in a location after splitting the line, so the
+/// files' paths come from the environment and may contain spaces.
+pub const INITRAMFS_LIST: &str = "\
+dir /bin 0755 0 0
+dir /dev 0755 0 0
+dir /proc 0755 0 0
+dir /sys 0755 0 0
+dir /host 0755 0 0
+file /bin/busybox ${P2PDMA_BUSYBOX} 0755 0 0
+file /init ${P2PDMA_INIT} 0755 0 0
+";
 
 /// How to boot.
 #[derive(Debug, Clone)]
@@ -167,12 +138,26 @@ pub fn ensure_disks(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the initramfs next to the kernel if it is missing or stale.
-pub fn ensure_initramfs(path: &Path) -> Result<()> {
-    let bb = fs::read(BUSYBOX).with_context(|| format!("reading {BUSYBOX} (package busybox-static)"))?;
-    let data = initramfs(&bb);
-    if fs::read(path).ok().as_deref() != Some(&data[..]) {
-        fs::write(path, data)?;
+/// Writes the initramfs (uncompressed newc cpio) with the kernel's own
+/// `gen_init_cpio`, replacing `path` only when its contents changed. The init is
+/// written beside it as `<path>.init`.
+pub fn ensure_initramfs(path: &Path, gen_init_cpio: &Path) -> Result<()> {
+    if !Path::new(BUSYBOX).is_file() {
+        bail!("{BUSYBOX} is missing: install busybox-static (run scripts/bootstrap as root)");
+    }
+    let init = path.with_extension("init");
+    if fs::read(&init).ok().as_deref() != Some(INIT.as_bytes()) {
+        fs::write(&init, INIT)?;
+    }
+    let tmp = path.with_extension("cpio.tmp");
+    let mut cmd = Command::new(gen_init_cpio);
+    // -t 0: every mtime 0, so the same contents give the same bytes.
+    cmd.args(["-t", "0", "-o"]).arg(&tmp).arg("-").env("P2PDMA_BUSYBOX", BUSYBOX).env("P2PDMA_INIT", &init);
+    crate::util::run_with_input(cmd, INITRAMFS_LIST).context("building the initramfs with gen_init_cpio")?;
+    if fs::read(path).ok() != fs::read(&tmp).ok() {
+        fs::rename(&tmp, path)?;
+    } else {
+        fs::remove_file(&tmp)?;
     }
     Ok(())
 }
@@ -300,31 +285,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpio_layout() {
-        let img = initramfs(b"BB");
-        assert!(img.starts_with(b"070701"));
-        assert_eq!(img.len() % 4, 0);
-        let s = String::from_utf8_lossy(&img);
-        assert!(s.contains("bin/busybox\0"));
-        assert!(s.contains("init\0"));
-        assert!(s.ends_with("TRAILER!!!\0\0\0\0") || s.contains("TRAILER!!!\0"));
-        // Every header is 110 bytes and starts 4-byte aligned.
-        let mut off = 0;
-        let mut names = Vec::new();
-        while off < img.len() {
-            let h = std::str::from_utf8(&img[off..off + 110]).unwrap();
-            assert_eq!(&h[..6], "070701");
-            let field = |i: usize| usize::from_str_radix(&h[6 + i * 8..14 + i * 8], 16).unwrap();
-            let (size, namesize) = (field(6), field(11));
-            let name = std::str::from_utf8(&img[off + 110..off + 110 + namesize - 1]).unwrap().to_string();
-            off = (off + 110 + namesize).div_ceil(4) * 4;
-            off = (off + size).div_ceil(4) * 4;
-            names.push(name.clone());
-            if name == "TRAILER!!!" {
-                break;
-            }
+    fn initramfs_contents() {
+        let names: Vec<&str> = INITRAMFS_LIST.lines().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+        assert_eq!(names, ["/bin", "/dev", "/proc", "/sys", "/host", "/bin/busybox", "/init"]);
+        // gen_init_cpio reads each line with sscanf("%s"): one word per field.
+        for l in INITRAMFS_LIST.lines() {
+            let n = l.split_whitespace().count();
+            assert_eq!(n, if l.starts_with("file") { 6 } else { 5 }, "{l}");
         }
-        assert_eq!(names, ["bin", "dev", "proc", "sys", "host", "bin/busybox", "init", "TRAILER!!!"]);
+    }
+
+    /// Builds the initramfs with the cached kernel tree's gen_init_cpio, when there
+    /// is one, and reads it back with Debian's cpio.
+    #[test]
+    fn initramfs_with_gen_init_cpio() {
+        let Some(home) = std::env::var_os("HOME") else { return };
+        let src = Path::new(&home).join(".cache/p2pdma-rs/linux/usr/gen_init_cpio.c");
+        let tools = ["/usr/bin/cc", "/usr/bin/cpio", BUSYBOX];
+        if !src.is_file() || tools.iter().any(|t| !Path::new(t).exists()) {
+            eprintln!("skipped: no kernel tree in the cache, or no cc/cpio/busybox");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("initramfs test {}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let gen = dir.join("gen_init_cpio");
+        crate::util::run(Command::new("cc").arg("-o").arg(&gen).arg(&src)).unwrap();
+        let img = dir.join("initramfs.cpio");
+        ensure_initramfs(&img, &gen).unwrap();
+        let first = fs::read(&img).unwrap();
+        ensure_initramfs(&img, &gen).unwrap();
+        assert_eq!(first, fs::read(&img).unwrap(), "same contents, same bytes");
+        let list = crate::util::run_capture(Command::new("cpio").args(["-it", "--quiet", "-F"]).arg(&img)).unwrap();
+        assert_eq!(list.lines().collect::<Vec<_>>(), ["bin", "dev", "proc", "sys", "host", "bin/busybox", "init"]);
+        let x = dir.join("x");
+        fs::create_dir_all(&x).unwrap();
+        crate::util::run(Command::new("cpio").args(["-id", "--quiet", "-F"]).arg(&img).arg("init").current_dir(&x)).unwrap();
+        assert_eq!(fs::read_to_string(x.join("init")).unwrap(), INIT);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -409,6 +409,25 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The kernel's `usr/gen_init_cpio`: the one the build made in the `O=` tree, or,
+/// when that tree has none (no `CONFIG_BLK_DEV_INITRD`), one compiled with the host
+/// cc from the source tree into the cache.
+pub fn gen_init_cpio(paths: &Paths, profile: Profile) -> Result<PathBuf> {
+    let built = paths.out(profile).join("usr/gen_init_cpio");
+    if built.is_file() {
+        return Ok(built);
+    }
+    let src = paths.tree().join("usr/gen_init_cpio.c");
+    let dst = paths.cache.join("tools/gen_init_cpio");
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&dst).is_none() || mtime(&dst) < mtime(&src) {
+        fs::create_dir_all(dst.parent().unwrap())?;
+        run(Command::new("cc").arg("-O2").arg("-o").arg(&dst).arg(&src))
+            .context("compiling usr/gen_init_cpio.c with the host cc (package gcc: run scripts/bootstrap as root)")?;
+    }
+    Ok(dst)
+}
+
 /// Builds the kselftests of `tools/testing/selftests/p2pdma` into `out/<profile>/kselftest`.
 pub fn build_selftests(paths: &Paths, profile: Profile) -> Result<PathBuf> {
     let dest = paths.out(profile).join("kselftest/p2pdma");

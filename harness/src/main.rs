@@ -79,7 +79,7 @@ fn base_cmdline(extra: &str) -> String {
 fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, minutes: u64) -> Result<guest::Outcome> {
     fs::create_dir_all(work.join("results"))?;
     let initramfs = p.out(profile).join("p2pdma-initramfs.cpio");
-    guest::ensure_initramfs(&initramfs)?;
+    guest::ensure_initramfs(&initramfs, &kernel::gen_init_cpio(p, profile)?)?;
     // Fresh sparse backing files per boot: boots may run side by side (QEMU locks
     // its images), and no test may depend on what an earlier boot wrote.
     let disks = work.join("disks");
