@@ -162,6 +162,25 @@ pub fn ensure_initramfs(path: &Path, gen_init_cpio: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `--kvm` can work: `/dev/kvm` exists and opens read-write.
+pub fn check_kvm() -> Result<()> {
+    check_kvm_at(Path::new("/dev/kvm"))
+}
+
+fn check_kvm_at(dev: &Path) -> Result<()> {
+    match fs::OpenOptions::new().read(true).write(true).open(dev) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "--kvm: {} does not exist (no hardware virtualization here, or the kvm_intel/kvm_amd module is not loaded): drop --kvm to use TCG, the default",
+            dev.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("--kvm: no permission to open {} (run as root or join group kvm), or drop --kvm to use TCG, the default", dev.display())
+        }
+        Err(e) => bail!("--kvm: {} does not open ({e}): drop --kvm to use TCG, the default", dev.display()),
+    }
+}
+
 /// Lines of the console worth echoing live.
 fn interesting(line: &str) -> bool {
     let l = crate::tap::strip_kernel_prefix(line);
@@ -202,7 +221,10 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&qemu_stderr)?)
         .spawn()
-        .context("starting qemu-system-x86_64")?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(crate::util::missing_tool("qemu-system-x86_64")),
+            _ => anyhow::Error::new(e).context("starting qemu-system-x86_64"),
+        })?;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -322,6 +344,15 @@ mod tests {
         crate::util::run(Command::new("cpio").args(["-id", "--quiet", "-F"]).arg(&img).arg("init").current_dir(&x)).unwrap();
         assert_eq!(fs::read_to_string(x.join("init")).unwrap(), INIT);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kvm_errors_say_what_to_do() {
+        let e = check_kvm_at(Path::new("/nonexistent/kvm")).unwrap_err().to_string();
+        assert!(e.starts_with("--kvm: /nonexistent/kvm does not exist") && e.ends_with("drop --kvm to use TCG, the default"), "{e}");
+        // A device that exists but is not KVM still opens: only the error paths are checked.
+        let e = check_kvm_at(Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("drop --kvm to use TCG"), "{e}");
     }
 
     #[test]

@@ -70,14 +70,83 @@ impl Paths {
 
 /// Environment for kernel builds: rustup's toolchain and cargo-installed bindgen on PATH.
 pub fn build_env(cmd: &mut Command) {
-    if let Some(home) = std::env::var_os("HOME") {
-        let cargo_bin = Path::new(&home).join(".cargo/bin");
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut parts = vec![cargo_bin];
-        parts.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(parts).expect("PATH"));
-    }
+    cmd.env("PATH", util::tool_path());
     cmd.env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib");
+}
+
+/// Programs a kernel build runs (`LLVM=-19`, Rust): checked before anything starts,
+/// so a missing one is one line, not a make error after minutes.
+pub const BUILD_TOOLS: &[&str] = &[
+    "make",
+    "git",
+    "cc",
+    "flex",
+    "bison",
+    "bc",
+    "perl",
+    "clang-19",
+    "ld.lld-19",
+    "llvm-ar-19",
+    "llvm-nm-19",
+    "llvm-objcopy-19",
+    "llvm-strip-19",
+    "rustc",
+    "bindgen",
+    "apt-get",
+    "dpkg-deb",
+    "tar",
+    "xz",
+];
+
+/// Space a fetch needs in the cache: the package (170 MB), the unpacked tree
+/// (1.4 GB) and its git objects (about 1.2 GB), with a margin.
+const FETCH_BYTES: u64 = 4_000_000_000;
+
+/// Space a build from scratch of each profile needs in its `O=` tree, with a
+/// margin; an incremental build needs far less.
+fn build_bytes(profile: Profile, from_scratch: bool) -> u64 {
+    match (profile, from_scratch) {
+        (_, false) => 1_000_000_000,
+        (Profile::Base, true) => BUILD_BYTES_BASE,
+        (Profile::Debug, true) => BUILD_BYTES_DEBUG,
+    }
+}
+const BUILD_BYTES_BASE: u64 = 4_000_000_000;
+const BUILD_BYTES_DEBUG: u64 = 5_000_000_000;
+
+/// Checks, before a build, that the cache has room for what is still to do.
+pub fn check_space(paths: &Paths, profile: Profile) -> Result<()> {
+    let fetched = paths.tree().join(".git").exists();
+    let from_scratch = !paths.out(profile).join("vmlinux").exists();
+    let need = if fetched { 0 } else { FETCH_BYTES } + build_bytes(profile, from_scratch);
+    let what = format!(
+        "{}{} {} kernel build",
+        if fetched { "" } else { "the kernel source and " },
+        if from_scratch { "a from-scratch" } else { "an incremental" },
+        profile.name()
+    );
+    util::require_space(&paths.cache, need, &what)
+}
+
+/// A one-line hint for a failed build, from its log.
+pub fn build_failure_hint(log: &str) -> Option<String> {
+    for l in log.lines().rev() {
+        if l.contains("is not clean, please run 'make mrproper'") || l.contains("is not clean, please run 'make ARCH") {
+            return Some("the source tree has in-tree build output: run 'make -C <cache>/linux mrproper' (the O= trees are kept)".into());
+        }
+        if l.contains("No space left on device") {
+            return Some("disk full: free some space in the cache, or set P2PDMA_CACHE to a disk with room".into());
+        }
+        for tail in [": Command not found", ": command not found", ": not found"] {
+            if let Some(head) = l.strip_suffix(tail) {
+                let prog = head.rsplit([' ', ':']).next().unwrap_or(head);
+                if !prog.is_empty() {
+                    return Some(util::missing_tool(prog));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Step 1: make sure `linux/` holds the pristine Debian source, tagged `pristine`.
@@ -90,6 +159,7 @@ pub fn fetch(paths: &Paths) -> Result<()> {
     }
     let src = paths.cache.join("src");
     fs::create_dir_all(&src)?;
+    util::require_space(&paths.cache, FETCH_BYTES, "fetching and unpacking the kernel source")?;
     let deb = find_deb(&src)?;
     let deb = match deb {
         Some(d) => d,
@@ -184,6 +254,13 @@ pub fn patch_files(repo: &Path) -> Result<Vec<PathBuf>> {
 /// files whose content changed. Returns the git tree id of the result.
 pub fn prepare(paths: &Paths) -> Result<String> {
     let tree = paths.tree();
+    let lock = tree.join(".git/index.lock");
+    if lock.exists() {
+        bail!(
+            "stale git lock {}: a git command in the build tree was interrupted (or another ./run is preparing it); if no other ./run is running, remove the file",
+            lock.display()
+        );
+    }
     let index = paths.cache.join("prepare.index");
     let _ = fs::remove_file(&index);
     let git = || {
@@ -399,6 +476,9 @@ pub fn build(paths: &Paths, profile: Profile, extra: &[&str]) -> Result<()> {
         for l in &lines[lines.len().saturating_sub(40)..] {
             eprintln!("{l}");
         }
+        if let Some(hint) = build_failure_hint(&text) {
+            bail!("kernel build failed ({status}): {hint}");
+        }
         bail!("kernel build failed ({status})");
     }
     if total.is_some() {
@@ -455,6 +535,19 @@ mod tests {
         assert_eq!(build_step("  SYNC"), None);
         assert_eq!(build_step("mm/gup.c:10:1: warning: unused"), None);
         assert_eq!(build_step("  = note: this"), None);
+    }
+
+    #[test]
+    fn failure_hints() {
+        let log = "  CC      init/main.o\nmake[2]: clang-19: Command not found\nmake: *** [Makefile:2000] Error 2\n";
+        assert_eq!(build_failure_hint(log).unwrap(), util::missing_tool("clang-19"));
+        let log = "/bin/sh: 1: bindgen: not found\nmake[1]: *** Error 127\n";
+        assert_eq!(build_failure_hint(log).unwrap(), util::missing_tool("bindgen"));
+        let log = "***\n*** The source tree is not clean, please run 'make mrproper'\n*** in /root/.cache/p2pdma-rs/linux\n";
+        assert!(build_failure_hint(log).unwrap().contains("mrproper"));
+        let log = "fatal error: error writing to /tmp/cc.s: No space left on device\n";
+        assert!(build_failure_hint(log).unwrap().starts_with("disk full"));
+        assert_eq!(build_failure_hint("mm/gup.c:1:1: error: expected ';'\n"), None);
     }
 
     #[test]

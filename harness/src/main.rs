@@ -42,6 +42,8 @@ fn paths() -> Result<Paths> {
 
 /// fetch → prepare → configure → build.
 fn build_kernel(p: &Paths, profile: Profile, clippy: bool) -> Result<()> {
+    util::require_tools(kernel::BUILD_TOOLS)?;
+    kernel::check_space(p, profile)?;
     kernel::fetch(p)?;
     let id = kernel::prepare(p)?;
     util::step(
@@ -441,6 +443,15 @@ fn fio_bw(path: &Path, dir: &str) -> Option<f64> {
     Some(bytes / 1e6 / (ms / 1e3))
 }
 
+/// What a command that boots needs, checked before its kernel build.
+fn check_boot(o: &Opts) -> Result<()> {
+    util::require_tools(&["qemu-system-x86_64", "busybox"])?;
+    if o.kvm {
+        guest::check_kvm()?;
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = cli::Cli::parse();
     // ./run asks for a parse only, so that a mistyped option fails before the
@@ -449,6 +460,11 @@ fn main() {
         return;
     }
     let (cmd, o) = cli.cmd.opts();
+    let check = if cmd == "build" { Ok(()) } else { check_boot(&o) };
+    if let Err(e) = check {
+        eprintln!("harness: error: {e:#}");
+        std::process::exit(1);
+    }
     let r = match cmd {
         "test" => cmd_test(&o),
         "demo" => cmd_demo(&o),

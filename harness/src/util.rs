@@ -21,9 +21,108 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// The Debian package (or other source) of a program the harness runs.
+fn package_of(prog: &str) -> &'static str {
+    match prog {
+        "cc" | "gcc" => "gcc",
+        "make" => "make",
+        "git" => "git",
+        "flex" => "flex",
+        "bison" => "bison",
+        "bc" => "bc",
+        "perl" => "perl",
+        "cpio" => "cpio",
+        "xz" => "xz-utils",
+        "tar" | "sh" | "date" | "df" => "coreutils/tar",
+        "dpkg-deb" => "dpkg",
+        "apt-get" => "apt",
+        "fio" => "fio",
+        "busybox" => "busybox-static",
+        "python3" | "/usr/bin/python3" => "python3-matplotlib",
+        "qemu-system-x86_64" => "qemu-system-x86 from bookworm-backports",
+        "bindgen" => "bindgen-cli from crates.io",
+        "rustc" | "cargo" | "rustup" => "rustup",
+        p if p.starts_with("clang") => "clang-19",
+        p if p.starts_with("ld.lld") => "lld-19",
+        p if p.starts_with("llvm-") => "llvm-19",
+        _ => "a package scripts/bootstrap installs",
+    }
+}
+
+/// The one-line error for a program that is not installed.
+pub fn missing_tool(prog: &str) -> String {
+    format!("{prog} not found: run scripts/bootstrap as root (installs {})", package_of(prog))
+}
+
+/// The error for a command that could not be started.
+fn spawn_error(cmd: &Command, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!(missing_tool(&cmd.get_program().to_string_lossy()))
+    } else {
+        anyhow::Error::new(e).context(format!("spawning {}", describe(cmd)))
+    }
+}
+
+/// `PATH` as the harness runs tools: `$HOME/.cargo/bin` (rustup, bindgen) first.
+pub fn tool_path() -> std::ffi::OsString {
+    let mut parts = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        parts.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    parts.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(parts).expect("PATH")
+}
+
+/// Fails with one line per missing program (the first one's as the error).
+pub fn require_tools(progs: &[&str]) -> Result<()> {
+    let path = tool_path();
+    let missing: Vec<&str> = progs
+        .iter()
+        .copied()
+        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()) && !std::path::Path::new(p).is_file())
+        .collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        [one] => bail!(missing_tool(one)),
+        many => bail!("{} (and {} more: {})", missing_tool(many[0]), many.len() - 1, many[1..].join(", ")),
+    }
+}
+
+/// Free bytes for an unprivileged user in the file system of `dir`, from the
+/// POSIX output of `df -Pk`.
+pub fn free_bytes(dir: &std::path::Path) -> Result<u64> {
+    let out = run_capture(Command::new("df").arg("-Pk").arg(dir))?;
+    parse_df(&out).with_context(|| format!("unexpected df output: {out}"))
+}
+
+fn parse_df(out: &str) -> Option<u64> {
+    // "Filesystem 1024-blocks Used Available Capacity Mounted on", then one line.
+    let kib: u64 = out.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Fails with what to do when `dir` has less than `need` bytes free for `what`.
+pub fn require_space(dir: &std::path::Path, need: u64, what: &str) -> Result<()> {
+    let free = free_bytes(dir)?;
+    if free < need {
+        bail!(
+            "disk full: {what} needs about {} free in {}, there are {}: free some space, or set P2PDMA_CACHE to a disk with room",
+            gib(need),
+            dir.display(),
+            gib(free)
+        );
+    }
+    Ok(())
+}
+
+/// `12.3 GB` (10^9 bytes, as df -H).
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
 /// Runs `cmd`, inheriting stdout/stderr; fails on a non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let st = cmd.status().with_context(|| format!("spawning {}", describe(cmd)))?;
+    let st = cmd.status().map_err(|e| spawn_error(cmd, e))?;
     if !st.success() {
         bail!("{} failed ({st})", describe(cmd));
     }
@@ -32,7 +131,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` and returns its stdout; on failure the error carries its stderr.
 pub fn run_capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("spawning {}", describe(cmd)))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| spawn_error(cmd, e))?;
     if !out.status.success() {
         bail!("{} failed ({}): {}", describe(cmd), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -41,12 +140,7 @@ pub fn run_capture(cmd: &mut Command) -> Result<String> {
 
 /// Runs `cmd` with `input` on stdin and returns its stdout.
 pub fn run_with_input(mut cmd: Command, input: &str) -> Result<String> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("spawning {}", describe(&cmd)))?;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| spawn_error(&cmd, e))?;
     let mut stdin = child.stdin.take().unwrap();
     let data = input.to_string();
     let writer = std::thread::spawn(move || stdin.write_all(data.as_bytes()));
@@ -205,6 +299,31 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_tools() {
+        assert_eq!(missing_tool("clang-19"), "clang-19 not found: run scripts/bootstrap as root (installs clang-19)");
+        assert!(missing_tool("qemu-system-x86_64").contains("bookworm-backports"));
+        assert!(require_tools(&["sh"]).is_ok());
+        let e = require_tools(&["sh", "no-such-tool-p2pdma", "nor-this-one"]).unwrap_err().to_string();
+        assert!(e.starts_with("no-such-tool-p2pdma not found: run scripts/bootstrap"), "{e}");
+        assert!(e.ends_with("(and 1 more: nor-this-one)"), "{e}");
+        let e = run(&mut Command::new("no-such-tool-p2pdma")).unwrap_err().to_string();
+        assert!(e.starts_with("no-such-tool-p2pdma not found"), "{e}");
+    }
+
+    #[test]
+    fn disk_space() {
+        let df =
+            "Filesystem     1024-blocks     Used Available Capacity Mounted on\n/dev/vda         264212084 17411024  77874864      19% /\n";
+        assert_eq!(parse_df(df), Some(77874864 * 1024));
+        assert_eq!(parse_df("garbage"), None);
+        assert!(free_bytes(std::path::Path::new("/")).unwrap() > 0);
+        let e = require_space(std::path::Path::new("/"), u64::MAX, "a test").unwrap_err().to_string();
+        assert!(e.starts_with("disk full: a test needs about"), "{e}");
+        assert!(e.contains("P2PDMA_CACHE"), "{e}");
+        assert!(require_space(std::path::Path::new("/"), 0, "a test").is_ok());
+    }
 
     #[test]
     fn eta_at_constant_rate() {
