@@ -2,7 +2,7 @@
 //! Small process helpers, and progress with an end.
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -203,10 +203,12 @@ impl Progress {
     fn with_mode(step: &'static str, unit: &'static str, total: Option<u64>, live: bool) -> Self {
         let bar = live.then(|| {
             let (bar, template) = match total {
-                Some(t) => (ProgressBar::new(t), "[{prefix:>7}] {bar:30} {pos}/{len} {wide_msg}"),
-                None => (ProgressBar::new_spinner(), "[{prefix:>7}] {spinner} {pos} {wide_msg}"),
+                Some(t) => (ProgressBar::new(t), format!("[{{prefix:>7}}] {{bar:30}} {{pos}}/{{len}} {unit}, {{wide_msg}}")),
+                None => (ProgressBar::new_spinner(), format!("[{{prefix:>7}}] {{spinner}} {{pos}} {unit}, {{wide_msg}}")),
             };
-            bar.set_style(ProgressStyle::with_template(template).expect("progress template").progress_chars("=> "));
+            // Drawn on stdout, where the rest of the harness's progress goes.
+            bar.set_draw_target(ProgressDrawTarget::stdout());
+            bar.set_style(ProgressStyle::with_template(&template).expect("progress template").progress_chars("=> "));
             bar.set_prefix(step);
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -338,6 +340,18 @@ mod tests {
         assert_eq!(human(Duration::from_secs(12)), "12s");
         assert_eq!(human(Duration::from_secs(245)), "4m05s");
         assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn live_bars() {
+        for total in [Some(10), None] {
+            let mut p = Progress::with_mode("build", "steps", total, true);
+            p.inc("CC a.o");
+            p.set(12, "LD vmlinux");
+            p.println("a line above the bar");
+            assert_eq!(p.done(), 12);
+            p.finish();
+        }
     }
 
     #[test]
