@@ -113,10 +113,15 @@ fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, 
 }
 
 /// How many test cases a boot will report: the expected tests of the programs
-/// copied into its `bin/` (`None` when it runs none, as the demo and benchmarks).
+/// copied into its `bin/`, once per provider kind of the topology for the
+/// per-provider programs (`None` when it runs none, as the demo and benchmarks).
 fn expected_cases(p: &Paths, work: &Path) -> Option<u64> {
     let expected = judge::expected_tests(&fs::read_to_string(p.repo.join("harness/expected-tests.txt")).ok()?);
-    let n = expected.iter().filter(|(b, _)| work.join("bin").join(b).is_file()).count();
+    let n: usize = expected
+        .iter()
+        .filter(|(b, _)| work.join("bin").join(b).is_file())
+        .map(|(b, _)| if guest::ONCE_PER_BOOT.contains(&b.as_str()) { 1 } else { guest::PROVIDER_KINDS.len() })
+        .sum();
     (n > 0).then_some(n as u64)
 }
 
