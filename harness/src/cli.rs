@@ -28,8 +28,8 @@ Environment:
 ./run runs scripts/bootstrap first (as root: installs what is missing, a no-op the second
 time), except for --help. Results go to results/<date>-<command>/ in the repository.";
 
-/// Build Linux 7.3 with p2pdma-rs, boot it under QEMU with NVMe CMBs, run and judge
-/// the tests, or benchmark the C and Rust paths.
+/// Build Linux 7.3 with p2pdma-rs, boot it under QEMU with p2pmem providers (NVMe
+/// CMBs, an ivshmem BAR), run and judge the tests, or benchmark the C and Rust paths.
 #[derive(Debug, Parser)]
 #[command(name = "run", bin_name = "./run", version, after_help = ENVIRONMENT)]
 pub struct Cli {
@@ -91,7 +91,7 @@ pub enum Cmd {
         #[command(flatten)]
         boot: BootArgs,
     },
-    /// Only build the kernel (fetch, prepare the tree, configure, make bzImage).
+    /// Only build the kernel (fetch, prepare the tree, configure, make bzImage modules).
     #[command(after_help = ENVIRONMENT)]
     Build {
         /// Which kernel: base (demo, bench) or debug (test: KASAN, lockdep, ...)
