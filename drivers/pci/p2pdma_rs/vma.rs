@@ -217,10 +217,11 @@ impl P2pMmap for P2pMem {
             }
         };
         let res = RcuBox::new(res, GFP_KERNEL)?;
+        let returning = dev.returning.clone();
         let pages = Arc::pin_init(
             pin_init!(MapPages {
                 state <- new_mutex!(PageState { revoked: false, pages: Some(res) }),
-                returning: dev.returning.clone(),
+                returning,
             }),
             GFP_KERNEL,
         )?;
