@@ -16,6 +16,11 @@ pub struct Verdict {
     /// Things to report that are neither pass nor fail (emulator limitations).
     pub notes: Vec<String>,
     pub splats: Vec<splat::Splat>,
+    /// Failures this implementation is known for (`harness/known-failures.txt`), with
+    /// the reason: they do not fail the run.
+    pub xfailed: Vec<String>,
+    /// Known failures that passed this time: reported, they do not fail the run.
+    pub xpassed: Vec<String>,
 }
 
 impl Verdict {
@@ -33,8 +38,23 @@ pub fn expected_tests(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Parses a known-failures file: `<impl> <binary>: <test> # reason` per line; returns
+/// (binary, test, reason) for implementation `imp`.
+pub fn known_failures(text: &str, imp: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let (entry, reason) = l.split_once('#').unwrap_or((l, ""));
+            let (i, rest) = entry.trim().split_once(char::is_whitespace)?;
+            let (b, t) = rest.split_once(':')?;
+            (i == imp).then(|| (b.trim().to_string(), t.trim().to_string(), reason.trim().to_string()))
+        })
+        .collect()
+}
+
 /// Judges the TAP output of one kselftest binary against the tests it must run.
-pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i32>, expected: &[String]) {
+/// `known` holds (test, reason) of the failures this implementation is known for.
+pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i32>, expected: &[String], known: &[(String, String)]) {
     let Some(text) = text else {
         v.problems.push(format!("{binary}: no output (did it run?)"));
         v.failed.extend(expected.iter().map(|t| format!("{binary}: {t} (missing)")));
@@ -50,12 +70,22 @@ pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i
         None => v.problems.push(format!("{binary}: no TAP plan")),
         _ => {}
     }
+    let mut xfails = 0;
     for p in rep.top() {
         let name = format!("{binary}: {}", p.name);
-        match &p.status {
-            Status::Pass => v.passed.push(name),
-            Status::Fail => v.failed.push(name),
-            Status::Skip(why) => v.failed.push(format!("{name} (skipped: {why})")),
+        let why = known.iter().find(|(t, _)| *t == p.name).map(|(_, r)| r.as_str());
+        match (&p.status, why) {
+            (Status::Pass, None) => v.passed.push(name),
+            (Status::Pass, Some(why)) => {
+                v.passed.push(name.clone());
+                v.xpassed.push(format!("{name} passed, though listed as a known failure ({why})"));
+            }
+            (Status::Fail, None) => v.failed.push(name),
+            (Status::Fail, Some(why)) => {
+                xfails += 1;
+                v.xfailed.push(format!("{name}: {why}"));
+            }
+            (Status::Skip(why), _) => v.failed.push(format!("{name} (skipped: {why})")),
         }
     }
     for t in expected {
@@ -63,7 +93,7 @@ pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i
             v.failed.push(format!("{binary}: {t} (expected, not run)"));
         }
     }
-    if rc != Some(0) && v.failed.iter().all(|f| !f.starts_with(&format!("{binary}:"))) {
+    if rc != Some(0) && xfails == 0 && v.failed.iter().all(|f| !f.starts_with(&format!("{binary}:"))) {
         v.problems.push(format!("{binary}: exit status {rc:?} with no failed test"));
     }
 }
@@ -202,6 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn known_failures_are_xfail_and_xpass() {
+        let known = known_failures("# comment\nc t: a.x # reason x\nc t: a.y # reason y\nrust t: a.z # other impl\n", "c");
+        assert_eq!(known, vec![("t".into(), "a.x".into(), "reason x".into()), ("t".into(), "a.y".into(), "reason y".into())]);
+        let k: Vec<(String, String)> = known.into_iter().map(|(_, t, r)| (t, r)).collect();
+        let mut v = Verdict::default();
+        judge_tap(&mut v, "t@nvme", Some("1..3\nnot ok 1 a.x\nok 2 a.y\nok 3 a.w\n"), Some(1), &[], &k);
+        assert!(v.ok(), "{v:?}");
+        assert_eq!(v.xfailed, vec!["t@nvme: a.x: reason x".to_string()]);
+        assert_eq!(v.xpassed.len(), 1);
+        assert_eq!(v.passed.len(), 2);
+        // An unlisted failure still fails.
+        let mut v = Verdict::default();
+        judge_tap(&mut v, "t", Some("1..1\nnot ok 1 a.w\n"), Some(1), &[], &k);
+        assert!(!v.ok());
+    }
+
+    #[test]
     fn expected_file() {
         let e = expected_tests("# comment\np2pdma_test: p2pmem.mmap_rw\n\np2pdma_test: odirect.same # x\n");
         assert_eq!(e.len(), 2);
@@ -212,7 +259,7 @@ mod tests {
     fn tap_missing_and_skipped_fail() {
         let mut v = Verdict::default();
         let text = "TAP version 13\n1..2\nok 1 a.x\nok 2 a.y # SKIP no device\n";
-        judge_tap(&mut v, "t", Some(text), Some(0), &["a.x".into(), "a.y".into(), "a.z".into()]);
+        judge_tap(&mut v, "t", Some(text), Some(0), &["a.x".into(), "a.y".into(), "a.z".into()], &[]);
         assert_eq!(v.passed, ["t: a.x"]);
         assert_eq!(v.failed.len(), 2, "{:?}", v.failed);
         assert!(!v.ok());
@@ -221,7 +268,7 @@ mod tests {
     #[test]
     fn tap_crash_midway() {
         let mut v = Verdict::default();
-        judge_tap(&mut v, "t", Some("1..3\nok 1 a\n"), Some(139), &["a".into()]);
+        judge_tap(&mut v, "t", Some("1..3\nok 1 a\n"), Some(139), &["a".into()], &[]);
         assert!(v.problems.iter().any(|p| p.contains("planned 3")));
         assert!(!v.ok());
     }
@@ -229,7 +276,7 @@ mod tests {
     #[test]
     fn tap_all_good() {
         let mut v = Verdict::default();
-        judge_tap(&mut v, "t", Some("1..1\nok 1 a\n"), Some(0), &["a".into()]);
+        judge_tap(&mut v, "t", Some("1..1\nok 1 a\n"), Some(0), &["a".into()], &[]);
         assert!(v.ok(), "{v:?}");
     }
 

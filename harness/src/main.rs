@@ -138,6 +138,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
     build_kernel(&p, profile, o.clippy)?;
     let selftests = kernel::build_selftests(&p, profile)?;
     let expected = judge::expected_tests(&fs::read_to_string(p.repo.join("harness/expected-tests.txt"))?);
+    let known_text = fs::read_to_string(p.repo.join("harness/known-failures.txt"))?;
     let kunit_suites: Vec<String> = fs::read_to_string(p.repo.join("harness/expected-kunit.txt"))?
         .lines()
         .map(|l| l.split('#').next().unwrap().trim().to_string())
@@ -150,8 +151,9 @@ fn cmd_test(o: &Opts) -> Result<bool> {
 
     let mut all_ok = true;
     let mut lines = Vec::new();
-    let (mut npass, mut nfail) = (0, 0);
+    let (mut npass, mut nfail, mut nxfail) = (0, 0, 0);
     for imp in &impls {
+        let known = judge::known_failures(&known_text, imp);
         let work = res.join(imp);
         fs::create_dir_all(work.join("bin"))?;
         // TEST_GEN_PROGS from the build, TEST_PROGS (scripts) from the source.
@@ -194,6 +196,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         }
         for b in &binaries {
             let exp: Vec<String> = expected.iter().filter(|(x, _)| x == b).map(|(_, t)| t.clone()).collect();
+            let kf: Vec<(String, String)> = known.iter().filter(|(x, _, _)| x == b).map(|(_, t, r)| (t.clone(), r.clone())).collect();
             let runs: Vec<String> = if guest::ONCE_PER_BOOT.contains(&b.as_str()) {
                 vec![b.clone()]
             } else {
@@ -202,7 +205,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             for run in &runs {
                 let tap = fs::read_to_string(results.join(format!("{run}.tap"))).ok();
                 let rc = fs::read_to_string(results.join(format!("{run}.rc"))).ok().and_then(|s| s.trim().parse().ok());
-                judge::judge_tap(&mut v, run, tap.as_deref(), rc, &exp);
+                judge::judge_tap(&mut v, run, tap.as_deref(), rc, &exp, &kf);
             }
         }
         for (b, _) in &expected {
@@ -214,15 +217,23 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
         npass += v.passed.len();
         nfail += v.failed.len() + v.problems.len();
+        nxfail += v.xfailed.len();
         lines.push(format!(
-            "== impl={imp}: {} passed, {} failed, {} problem(s), {} splat(s)",
+            "== impl={imp}: {} passed, {} failed, {} known failure(s), {} problem(s), {} splat(s)",
             v.passed.len(),
             v.failed.len(),
+            v.xfailed.len(),
             v.problems.len(),
             v.splats.len()
         ));
         for f in &v.failed {
             lines.push(format!("   FAIL {f}"));
+        }
+        for f in &v.xfailed {
+            lines.push(format!("   XFAIL {f}"));
+        }
+        for f in &v.xpassed {
+            lines.push(format!("   XPASS {f}"));
         }
         for f in &v.problems {
             lines.push(format!("   PROBLEM {f}"));
@@ -263,8 +274,11 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         println!("{l}");
     }
     println!("results (guest console, TAP, dmesg): {}", res.display());
-    println!("{npass} passed, {nfail} failed");
-    fs::write(res.join("summary.txt"), lines.join("\n") + &format!("\n{npass} passed, {nfail} failed\n"))?;
+    println!("{npass} passed, {nfail} failed, {nxfail} expected failure(s) (harness/known-failures.txt)");
+    fs::write(
+        res.join("summary.txt"),
+        lines.join("\n") + &format!("\n{npass} passed, {nfail} failed, {nxfail} expected failure(s) (harness/known-failures.txt)\n"),
+    )?;
     Ok(all_ok)
 }
 

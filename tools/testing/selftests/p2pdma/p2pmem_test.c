@@ -14,8 +14,9 @@
 
 #define IO_LEN		P2P_MIB
 /*
- * Where the Rust implementation is meant to improve on C, tests assert the
- * improvement for Rust and print C's behaviour as a REPORT line for the summary.
+ * Every test asserts one behaviour, whichever implementation serves p2pmem; the
+ * 7.3 C path is known to fail some of them (the harness lists them with the reason
+ * in harness/known-failures.txt). REPORT lines show what was seen, for the summary.
  */
 #define REPORT(fmt, ...) \
 	printf("# REPORT: [%s] %s: " fmt "\n", p2p_impl(), _metadata->name, ##__VA_ARGS__)
@@ -263,10 +264,8 @@ TEST_F_TIMEOUT(p2pmem, lazy_population, FAST_TIMEOUT)
 	ASSERT_LE(0, after);
 	REPORT("16 MiB mapping: Rss %ld kB after mmap, %ld kB after touching one byte",
 	       before, after);
-	if (p2p_is_rust()) {
-		EXPECT_EQ(0, before);
-		EXPECT_EQ(p2p_page_size() / 1024, after);
-	}
+	EXPECT_EQ(0, before);
+	EXPECT_EQ(p2p_page_size() / 1024, after);
 	munmap((void *)p, len);
 }
 
@@ -279,9 +278,8 @@ TEST_F_TIMEOUT(p2pmem, map_populate, FAST_TIMEOUT)
 
 	ASSERT_NE(MAP_FAILED, p);
 	rss = p2p_rss_kb((void *)p);
-	if (p2p_is_rust())
-		for (i = 0; i < len / sizeof(*p); i++)
-			nonzero += p[i] != 0;
+	for (i = 0; i < len / sizeof(*p); i++)
+		nonzero += p[i] != 0;
 	REPORT("1 MiB MAP_POPULATE mapping: Rss %ld kB, %zu non-zero words", rss, nonzero);
 	EXPECT_EQ((long)(len / 1024), rss);
 	EXPECT_EQ(0, nonzero);
@@ -349,8 +347,7 @@ TEST_F_TIMEOUT(p2pmem, zeroed_across_processes, FAST_TIMEOUT)
 			nonzero++;
 	REPORT("fresh mapping after another process wrote %zu bytes and exited: %zu non-zero words",
 	       len, nonzero);
-	if (p2p_is_rust())
-		EXPECT_EQ(0, nonzero);
+	EXPECT_EQ(0, nonzero);
 	munmap((void *)q, len);
 }
 
@@ -368,10 +365,9 @@ TEST_F_TIMEOUT(p2pmem, madv_dontneed, FAST_TIMEOUT)
 	sig = p2p_probe(p, false, &v);
 	REPORT("touch after MADV_DONTNEED: %s%s", p2p_sig_name(sig),
 	       sig ? "" : p2p_check(p, len, seed) == -1 ? ", data kept" : ", data lost");
-	if (p2p_is_rust()) {
-		ASSERT_EQ(0, sig);
+	EXPECT_EQ(0, sig);
+	if (!sig)
 		EXPECT_EQ(-1, p2p_check(p, len, seed));
-	}
 	munmap(p, len);
 }
 
@@ -385,13 +381,11 @@ TEST_F_TIMEOUT(p2pmem, vm_flags, FAST_TIMEOUT)
 	p[0] = 1;
 	ASSERT_EQ(0, p2p_smaps((void *)p, "VmFlags:", flags, sizeof(flags)));
 	REPORT("VmFlags:%s", flags);
-	if (p2p_is_rust()) {
-		EXPECT_FALSE(p2p_has_vmflag((void *)p, "mm"));
-		EXPECT_FALSE(p2p_has_vmflag((void *)p, "pf"));
-		EXPECT_FALSE(p2p_has_vmflag((void *)p, "io"));
-		EXPECT_TRUE(p2p_has_vmflag((void *)p, "de"));
-		EXPECT_TRUE(p2p_has_vmflag((void *)p, "dd"));
-	}
+	EXPECT_FALSE(p2p_has_vmflag((void *)p, "mm"));
+	EXPECT_FALSE(p2p_has_vmflag((void *)p, "pf"));
+	EXPECT_FALSE(p2p_has_vmflag((void *)p, "io"));
+	EXPECT_TRUE(p2p_has_vmflag((void *)p, "de"));
+	EXPECT_TRUE(p2p_has_vmflag((void *)p, "dd"));
 	munmap((void *)p, P2P_MIB);
 }
 
@@ -464,8 +458,7 @@ TEST_F_TIMEOUT(p2pmem, mremap_shrink_move_grow, FAST_TIMEOUT)
 
 	r = mremap(q, P2P_MIB, 2 * P2P_MIB, MREMAP_MAYMOVE);
 	REPORT("mremap growth: %s", r == MAP_FAILED ? strerror(errno) : "allowed");
-	if (p2p_is_rust())
-		EXPECT_EQ(MAP_FAILED, r);
+	EXPECT_EQ(MAP_FAILED, r);
 	if (r == MAP_FAILED)
 		munmap(q, P2P_MIB);
 	else
@@ -509,10 +502,8 @@ TEST_F_TIMEOUT(p2pmem, mprotect, FAST_TIMEOUT)
 	       WIFEXITED(status) && !WEXITSTATUS(status) ? "ok" :
 	       WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? "no progress in 10 s (livelock)" :
 	       "failed");
-	if (p2p_is_rust()) {
-		EXPECT_TRUE(WIFEXITED(status));
-		EXPECT_EQ(0, WEXITSTATUS(status));
-	}
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 	munmap(p, P2P_MIB);
 }
 
@@ -611,8 +602,7 @@ TEST_F_TIMEOUT(p2pmem, unbind_rebind, SLOW_TIMEOUT)
 	printf("# REPORT: [%s] unbind with a live mapping: %llu ms; read after unbind: %s%s\n",
 	       p2p_impl(), (unsigned long long)unbind_ms, p2p_sig_name(sig),
 	       sig ? "" : (v == first ? " (old data)" : " (other data)"));
-	if (p2p_is_rust())
-		EXPECT_EQ(SIGBUS, sig);
+	EXPECT_EQ(SIGBUS, sig);
 	EXPECT_EQ(0, munmap(p, P2P_MIB));
 
 	ASSERT_EQ(0, p2p_rebind(&self->a));
