@@ -250,6 +250,145 @@ TEST_F_TIMEOUT(p2pmem, remap_whole_pool, SLOW_TIMEOUT)
 	EXPECT_LE(20, rounds);
 }
 
+/*
+ * MADV_POPULATE_WRITE and MADV_POPULATE_READ fault every page of a p2pmem mapping
+ * in (as MAP_POPULATE does), zeroed, without an error.
+ */
+TEST_F_TIMEOUT(p2pmem, madv_populate, FAST_TIMEOUT)
+{
+	static const int advice[] = { 23 /* MADV_POPULATE_READ */, 24 /* MADV_POPULATE_WRITE */ };
+	size_t len = P2P_MIB, i, j;
+
+	for (i = 0; i < 2; i++) {
+		volatile uint64_t *p = p2p_map(&self->a, len);
+		size_t nonzero = 0;
+		int ret;
+
+		ASSERT_NE(MAP_FAILED, p);
+		ret = madvise((void *)p, len, advice[i]);
+		REPORT("MADV_POPULATE_%s: %s, Rss %ld kB", i ? "WRITE" : "READ",
+		       ret ? strerror(errno) : "ok", p2p_rss_kb((void *)p));
+		EXPECT_EQ(0, ret);
+		EXPECT_EQ((long)(len / 1024), p2p_rss_kb((void *)p));
+		for (j = 0; j < len / sizeof(*p); j++)
+			nonzero += p[j] != 0;
+		EXPECT_EQ(0, nonzero);
+		munmap((void *)p, len);
+	}
+}
+
+struct toucher {
+	volatile uint64_t *page;
+	int slot;
+	pthread_barrier_t *go;
+};
+
+static void *touch_slot(void *arg)
+{
+	struct toucher *t = arg;
+
+	pthread_barrier_wait(t->go);
+	t->page[t->slot] = 0x100 + t->slot;
+	return NULL;
+}
+
+/*
+ * Many threads first-touch the same fresh page at once, each storing to its own
+ * word: the page is cleared once, before any store, so no store is lost and the
+ * rest of the page is zero.
+ */
+TEST_F_TIMEOUT(p2pmem, concurrent_first_touch, FAST_TIMEOUT)
+{
+	enum { THREADS = 16, ROUNDS = 64 };
+	size_t len = ROUNDS * p2p_page_size(), words = p2p_page_size() / 8;
+	struct toucher t[THREADS];
+	pthread_t th[THREADS];
+	pthread_barrier_t go;
+	size_t lost = 0, dirty = 0, r, w;
+	volatile uint64_t *p = p2p_map(&self->a, len);
+	int i;
+
+	ASSERT_NE(MAP_FAILED, p);
+	for (r = 0; r < ROUNDS; r++) {
+		volatile uint64_t *page = p + r * words;
+
+		pthread_barrier_init(&go, NULL, THREADS);
+		for (i = 0; i < THREADS; i++) {
+			t[i] = (struct toucher){ .page = page, .slot = i * 8, .go = &go };
+			ASSERT_EQ(0, pthread_create(&th[i], NULL, touch_slot, &t[i]));
+		}
+		for (i = 0; i < THREADS; i++)
+			pthread_join(th[i], NULL);
+		pthread_barrier_destroy(&go);
+		for (w = 0; w < words; w++) {
+			bool slot = w % 8 == 0 && w / 8 < THREADS;
+
+			if (slot && page[w] != 0x100 + w)
+				lost++;
+			if (!slot && page[w])
+				dirty++;
+		}
+	}
+	REPORT("%d pages, %d threads each: %zu stores lost, %zu other words not zero",
+	       ROUNDS, THREADS, lost, dirty);
+	EXPECT_EQ(0, lost);
+	EXPECT_EQ(0, dirty);
+	munmap((void *)p, len);
+}
+
+struct mapper {
+	const struct p2p_dev *d;
+	void *maps[512];
+	int n, other_errno;
+};
+
+static void *map_until_full(void *arg)
+{
+	struct mapper *m = arg;
+
+	while (m->n < 512) {
+		void *p = p2p_map(m->d, P2P_MIB);
+
+		if (p == MAP_FAILED) {
+			if (errno != ENOMEM)
+				m->other_errno = errno;
+			break;
+		}
+		((volatile char *)p)[0] = 1;
+		m->maps[m->n++] = p;
+	}
+	return NULL;
+}
+
+/*
+ * Four threads map 1 MiB each until the pool is exhausted: every failure is
+ * ENOMEM, no more is mapped than was available, and all of it comes back.
+ */
+TEST_F_TIMEOUT(p2pmem, exhaust_pool_concurrently, SLOW_TIMEOUT)
+{
+	struct mapper m[4] = { 0 };
+	pthread_t th[4];
+	long long mapped = 0;
+	int i, j;
+
+	for (i = 0; i < 4; i++) {
+		m[i].d = &self->a;
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, map_until_full, &m[i]));
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		mapped += m[i].n * (long long)P2P_MIB;
+		EXPECT_EQ(0, m[i].other_errno) TH_LOG("thread %d: %s", i, strerror(m[i].other_errno));
+	}
+	REPORT("4 threads mapped %lld MiB of %lld MiB available", mapped / P2P_MIB,
+	       self->avail_a / P2P_MIB);
+	EXPECT_LE(mapped, self->avail_a);
+	EXPECT_LE(self->avail_a - 2 * (long long)P2P_MIB, mapped);
+	for (i = 0; i < 4; i++)
+		for (j = 0; j < m[i].n; j++)
+			munmap(m[i].maps[j], P2P_MIB);
+}
+
 /* Mapping 16 MiB and touching one byte populates one page, not 4096. */
 TEST_F_TIMEOUT(p2pmem, lazy_population, FAST_TIMEOUT)
 {
@@ -533,6 +672,37 @@ static void *io_loop_fn(void *arg)
 		off = (off + P2P_MIB) % (64 * P2P_MIB);
 	}
 	return NULL;
+}
+
+/*
+ * munmap while O_DIRECT I/O into and out of the mapping is in flight: the pages
+ * pinned by the I/O outlive the mapping, the I/O ends with data or a clean error,
+ * and the pool is whole again afterwards (the fixture's teardown checks it).
+ */
+TEST_F_TIMEOUT(p2pmem, munmap_during_odirect, SLOW_TIMEOUT)
+{
+	struct io_loop l = { 0 };
+	pthread_t th;
+
+	l.fd = open(self->b.blk, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, l.fd);
+	l.buf = p2p_map(&self->a, P2P_MIB);
+	ASSERT_NE(MAP_FAILED, l.buf);
+	memset(l.buf, 0x5a, P2P_MIB);
+	ASSERT_EQ(0, pthread_create(&th, NULL, io_loop_fn, &l));
+	while (l.ok < 4 && !l.err)
+		usleep(10000);
+	EXPECT_EQ(0, munmap(l.buf, P2P_MIB));
+	usleep(200 * 1000);
+	l.stop = true;
+	pthread_join(th, NULL);
+	REPORT("munmap with O_DIRECT in flight: %lu I/Os ok, %lu failed (last: %s)",
+	       l.ok, l.err, l.err ? strerror(l.last_errno) : "none");
+	EXPECT_LT(0, l.ok);
+	/* After munmap the address is gone: the I/O that followed failed cleanly. */
+	EXPECT_LT(0, l.err);
+	EXPECT_EQ(EFAULT, l.last_errno);
+	close(l.fd);
 }
 
 /*
