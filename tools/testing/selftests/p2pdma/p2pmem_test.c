@@ -12,6 +12,13 @@
 #include "p2pdma_lib.h"
 #include "../kselftest_harness.h"
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ	22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
+
 #define IO_LEN		P2P_MIB
 /*
  * Every test asserts one behaviour, whichever implementation serves p2pmem; the
@@ -256,7 +263,7 @@ TEST_F_TIMEOUT(p2pmem, remap_whole_pool, SLOW_TIMEOUT)
  */
 TEST_F_TIMEOUT(p2pmem, madv_populate, FAST_TIMEOUT)
 {
-	static const int advice[] = { 23 /* MADV_POPULATE_READ */, 24 /* MADV_POPULATE_WRITE */ };
+	static const int advice[] = { MADV_POPULATE_READ, MADV_POPULATE_WRITE };
 	size_t len = P2P_MIB, i, j;
 
 	for (i = 0; i < 2; i++) {
