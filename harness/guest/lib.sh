@@ -28,35 +28,41 @@ load_p2pmem_bar() {
 	busybox insmod "$W/modules/p2pmem_bar.ko" || log "insmod p2pmem_bar.ko failed"
 }
 
+# wait_until MESSAGE COMMAND...: run COMMAND every 0.1 s until it succeeds, for at
+# most 30 s; then log MESSAGE and fail.
+wait_until() {
+	msg=$1
+	shift
+	i=0
+	until "$@"; do
+		i=$((i + 1))
+		if [ $i -gt 300 ]; then
+			log "$msg"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# nvme_ready SERIAL: the NVMe has its namespace and has registered its CMB as p2pmem.
+nvme_ready() {
+	set -- $(nvme_by_serial "$1") ""
+	[ -n "$1" ] && [ -e "/sys/bus/pci/devices/$2/p2pmem/available" ] && [ -b "/dev/${1}n1" ]
+}
+
+have_bar_provider() {
+	[ -n "$(bar_providers)" ]
+}
+
 # wait_p2pmem: wait (bounded) until every NVMe has registered its CMB as p2pmem,
 # and the BAR provider (if its module is here) its BAR.
 wait_p2pmem() {
 	load_p2pmem_bar
 	for s in p2p-a p2p-b p2p-lone; do
-		i=0
-		while :; do
-			set -- $(nvme_by_serial $s) ""
-			if [ -n "$1" ] && [ -e "/sys/bus/pci/devices/$2/p2pmem/available" ] && [ -b "/dev/${1}n1" ]; then
-				break
-			fi
-			i=$((i + 1))
-			if [ $i -gt 300 ]; then
-				log "NVMe $s did not come up with p2pmem in 30 s"
-				return 1
-			fi
-			sleep 0.1
-		done
+		wait_until "NVMe $s did not come up with p2pmem in 30 s" nvme_ready $s || return 1
 	done
 	[ -e "$W/modules/p2pmem_bar.ko" ] || return 0
-	i=0
-	while [ -z "$(bar_providers)" ]; do
-		i=$((i + 1))
-		if [ $i -gt 300 ]; then
-			log "no device bound to p2pmem_bar came up with p2pmem in 30 s"
-			return 1
-		fi
-		sleep 0.1
-	done
+	wait_until "no device bound to p2pmem_bar came up with p2pmem in 30 s" have_bar_provider
 }
 
 # bar_providers: BDFs of the devices bound to p2pmem_bar that have p2pmem.

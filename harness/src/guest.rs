@@ -33,6 +33,18 @@ pub const SERIAL_LONE: &str = "p2p-lone";
 /// ivshmem BAR published by `p2pmem_bar`. Every per-provider test runs on each.
 pub const PROVIDER_KINDS: [&str; 2] = ["nvme", "p2pmem_bar"];
 
+/// The kinds of provider the guest found (`results/providers.txt`, `<kind> <BDF>` per
+/// line), and the first kind of [`PROVIDER_KINDS`] missing among them.
+pub fn providers(results: &Path) -> (Vec<String>, Option<&'static str>) {
+    let found: Vec<String> = fs::read_to_string(results.join("providers.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    let missing = PROVIDER_KINDS.into_iter().find(|k| !found.iter().any(|p| p == k));
+    (found, missing)
+}
+
 /// Test programs that run once per boot rather than once per provider.
 pub const ONCE_PER_BOOT: [&str; 1] = ["p2pmem_bar_test"];
 

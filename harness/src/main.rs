@@ -184,15 +184,9 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         // The guest lists the providers it found by what they are (`<kind> <BDF>`);
         // every kind of the topology must be there, and every per-provider test
         // runs on each.
-        let providers: Vec<String> = fs::read_to_string(results.join("providers.txt"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(String::from))
-            .collect();
-        for kind in guest::PROVIDER_KINDS {
-            if !providers.iter().any(|p| p == kind) {
-                v.problems.push(format!("no p2pmem provider of kind {kind} in the guest (providers.txt: {providers:?})"));
-            }
+        let (providers, missing) = guest::providers(&results);
+        if let Some(kind) = missing {
+            v.problems.push(format!("no p2pmem provider of kind {kind} in the guest (providers.txt: {providers:?})"));
         }
         for b in &binaries {
             let exp: Vec<String> = expected.iter().filter(|(x, _)| x == b).map(|(_, t)| t.clone()).collect();
@@ -391,15 +385,9 @@ fn cmd_bench(o: &Opts) -> Result<bool> {
                 anyhow::bail!("kernel splat during the {imp} benchmarks: {}", splats[0].text);
             }
             // One set of figures per provider the guest found (`<kind> <BDF>`).
-            let providers: Vec<String> = fs::read_to_string(work.join("results/providers.txt"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.split_whitespace().next().map(String::from))
-                .collect();
-            for kind in guest::PROVIDER_KINDS {
-                if !providers.iter().any(|p| p == kind) {
-                    anyhow::bail!("no p2pmem provider of kind {kind} in the {imp} boot: see {}", out.console.display());
-                }
+            let (providers, missing) = guest::providers(&work.join("results"));
+            if let Some(kind) = missing {
+                anyhow::bail!("no p2pmem provider of kind {kind} in the {imp} boot: see {}", out.console.display());
             }
             let mut f = Vec::new();
             if o.only != Some(4) {

@@ -43,20 +43,28 @@ struct p2p_dev {
 	char driver[64];	/* driver bound when found (for a rebind) */
 };
 
+/* The last component of the symlink at path into out; 0 or -errno. */
+static inline int p2p_link_name(const char *path, char *out, size_t len)
+{
+	char link[P2P_PATH];
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	char *s;
+
+	if (n < 0)
+		return -errno;
+	link[n] = '\0';
+	s = strrchr(link, '/');
+	snprintf(out, len, "%.63s", s ? s + 1 : link);
+	return 0;
+}
+
 /* Records the name of the driver bound to d->bdf (if any) in d->driver. */
 static inline void p2p_read_driver(struct p2p_dev *d)
 {
-	char path[P2P_PATH], link[P2P_PATH];
-	ssize_t n;
-	char *s;
+	char path[P2P_PATH];
 
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", d->bdf);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return;
-	link[n] = '\0';
-	s = strrchr(link, '/');
-	snprintf(d->driver, sizeof(d->driver), "%.63s", s ? s + 1 : link);
+	p2p_link_name(path, d->driver, sizeof(d->driver));
 }
 
 static inline long p2p_page_size(void)
@@ -115,12 +123,10 @@ static inline const char *p2p_serial(char which)
 /* Finds the NVMe controller with the given serial; returns 0 or -ENODEV. */
 static inline int p2p_find(const char *serial, struct p2p_dev *d)
 {
-	char path[P2P_PATH], buf[256], link[P2P_PATH], want[64];
+	char path[P2P_PATH], buf[256], bdf[64], want[64];
 	struct dirent *e;
 	DIR *dir;
 	int ret = -ENODEV;
-	ssize_t n;
-	char *s;
 
 	/* d may be the struct serial points into: keep a copy. */
 	snprintf(want, sizeof(want), "%s", serial);
@@ -135,15 +141,12 @@ static inline int p2p_find(const char *serial, struct p2p_dev *d)
 		if (p2p_read_file(path, buf, sizeof(buf)) || strcmp(buf, serial))
 			continue;
 		snprintf(path, sizeof(path), "/sys/class/nvme/%s/device", e->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n < 0)
+		if (p2p_link_name(path, bdf, sizeof(bdf)))
 			continue;
-		link[n] = '\0';
-		s = strrchr(link, '/');
 		memset(d, 0, sizeof(*d));
 		snprintf(d->serial, sizeof(d->serial), "%s", serial);
 		snprintf(d->ctrl, sizeof(d->ctrl), "%s", e->d_name);
-		snprintf(d->bdf, sizeof(d->bdf), "%.64s", s ? s + 1 : link);
+		snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
 		snprintf(d->blk, sizeof(d->blk), "/dev/%sn1", e->d_name);
 		snprintf(d->p2pmem, sizeof(d->p2pmem),
 			 "/sys/bus/pci/devices/%s/p2pmem", d->bdf);
