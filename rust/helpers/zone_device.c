@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/page_ref.h>
 #include <linux/percpu-refcount.h>
+#include <linux/sched/signal.h>
 
 __rust_helper struct page *rust_helper_virt_to_page(const void *kaddr)
 {
@@ -37,4 +39,39 @@ __rust_helper void rust_helper_percpu_ref_get(struct percpu_ref *ref)
 __rust_helper void rust_helper_percpu_ref_put(struct percpu_ref *ref)
 {
 	percpu_ref_put(ref);
+}
+
+__rust_helper void *rust_helper_page_zone_device_data(struct page *page)
+{
+	return page->zone_device_data;
+}
+
+__rust_helper void rust_helper_page_set_zone_device_data(struct page *page, void *data)
+{
+	page->zone_device_data = data;
+}
+
+__rust_helper void rust_helper_zone_device_cond_resched(void)
+{
+	cond_resched();
+}
+
+__rust_helper bool rust_helper_zone_device_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
+__rust_helper unsigned long rust_helper_zone_device_pgmap_index(struct page *page)
+{
+	return page_to_pfn(page) - PHYS_PFN(page_pgmap(page)->range.start);
+}
+
+__rust_helper void rust_helper_i_mmap_lock_read(struct address_space *mapping)
+{
+	i_mmap_lock_read(mapping);
+}
+
+__rust_helper void rust_helper_i_mmap_unlock_read(struct address_space *mapping)
+{
+	i_mmap_unlock_read(mapping);
 }

@@ -19,8 +19,14 @@
 //!   mremap), and inserts nothing (it does no work per page); `fault` inserts one
 //!   page, as a normal refcounted page behind a normal PTE, so GUP, GUP-fast and
 //!   `O_DIRECT` see a real page;
-//! - a page is zeroed before the mapping first sees it, so no mapping sees data of an
-//!   earlier one;
+//! - no mapping sees data of an earlier one, and no fault clears memory: pages are
+//!   cleared when they come back from a mapping, in a worker, and `mmap` clears only
+//!   the pages of its range not known to be clean ([`pool`]);
+//! - a part of a mapping that no VMA maps any more (partial `munmap`, `mremap`
+//!   shrink) goes back to the pool then, not with the rest: each VMA is filed in the
+//!   device file's reverse map at its pages' frame numbers, so a closing VMA finds
+//!   the parts of its range that no other VMA of the mapping (a split part, a fork's
+//!   copy) still maps;
 //! - after `MADV_DONTNEED` a page faults back in with its data;
 //! - each VMA is moved onto a file of the device's inode on a pseudo file system
 //!   ([`pseudofs`]), so unbinding the device can zap every mapping of it; the pages
@@ -31,9 +37,9 @@
 //! Locks are taken in this order: the registry's device list, a device's map list,
 //! a map's page state. The fault path holds the mmap lock (or the VMA lock) and then
 //! takes only the map's page state; nothing here takes the mmap lock. A device's
-//! count of pages on their way back to the pool ([`pool::Returning`]) is an irq-safe
-//! leaf lock, also taken by the RCU callback that gives those pages back; `mmap`
-//! sleeps on it (killable, bounded) when the pool is short only because of them.
+//! pool state ([`pool::PoolState`]: pages on their way back, the clean token) has
+//! leaf spinlocks; `mmap` sleeps on it (killable, bounded) when the pool is short only
+//! because of pages still on their way back.
 
 use kernel::{pci::p2pdma, prelude::*};
 

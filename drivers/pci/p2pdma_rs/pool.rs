@@ -1,17 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! p2pmem reserved for one mapping.
+//! p2pmem reserved for one mapping, and the device's pages on their way back.
 //!
 //! The device's genalloc pool of ZONE_DEVICE memory is shared with the C
 //! implementation and in-kernel users, so `p2pmem/size` and `p2pmem/available` stay
-//! true. A [`Reservation`] holds one reference on each of its live pages; a page goes back
-//! to the pool when its last reference (the reservation's, a PTE's or a GUP pin's)
-//! is dropped. Nothing is done per page at reservation time: a page is made live and
-//! zeroed the first time the mapping faults it in, and pages never faulted in go
-//! straight back to the pool when the mapping is released.
+//! true. A [`Reservation`] holds one reference on each of its live pages; a page goes
+//! back to the pool when its last reference (the reservation's, a PTE's or a GUP pin's)
+//! is dropped.
+//!
+//! No mapping may see data of an earlier user, and no fault clears memory: pages are
+//! cleared when they come back, and the pool's free pages stay clean. A page this
+//! implementation cleared is tagged [`CLEAN`] (in its `struct page`) while it is free;
+//! a reservation clears only the pages without the tag, before `mmap` returns: pages
+//! never cleared since the device's memory was set up, pages still pinned for I/O when
+//! their mapping went, and pages that in-kernel users of the pool or the C mmap path
+//! had, which drop the tag when they allocate (`p2pmem_forget_clean()` in
+//! `drivers/pci/p2pdma.c`).
+//!
+//! Pages a mapping never faulted in go back to the pool at once when it is released;
+//! the others after an RCU grace period, from a worker that clears each page no one
+//! else refers to any more, chunk by chunk, and reports its progress so that `mmap`
+//! can wait for it ([`PoolState::wait`]) rather than fail.
 
 use kernel::{
-    new_condvar, new_spinlock_irq,
+    new_condvar, new_spinlock,
     page::{
         BorrowedPage,
         PAGE_SIZE, //
@@ -22,67 +34,79 @@ use kernel::{
     },
     prelude::*,
     sync::{
+        atomic::{Atomic, Relaxed},
         Arc,
         CondVar,
         CondVarTimeoutResult,
-        SpinLockIrq, //
+        SpinLock, //
     },
     time::msecs_to_jiffies,
 };
 
-/// How long `mmap` waits at most for one release in flight before `ENOMEM`.
+/// How long `mmap` waits at most for releases in flight to make progress before
+/// `ENOMEM`.
 const RETURN_WAIT_MS: u32 = 2000;
 
+/// Pages a release clears and puts between two reports of progress (2 MiB).
+const RELEASE_CHUNK: usize = 512;
+
+/// The tag of a free page this implementation cleared.
+const CLEAN: usize = 1;
+
 struct ReturnState {
-    /// Bytes of released reservations waiting for their grace period.
+    /// Bytes of released reservations not back in the pool yet.
     bytes: usize,
-    /// Releases that have completed (their pages are back in the pool).
-    completed: u64,
+    /// Bumped whenever pages come back.
+    progress: u64,
 }
 
-/// A device's p2pmem on its way back to the pool: reservations released with pages
-/// that were faulted in go back only after an RCU grace period, from the RCU
-/// callback. `mmap` waits here, rather than fail, when the pool is short only
-/// because of them.
+/// A device's pool as this implementation sees it: what is on its way back.
 #[pin_data]
-pub(crate) struct Returning {
-    // Irq-safe: also taken by the RCU callback, in softirq context.
+pub(crate) struct PoolState {
     #[pin]
-    state: SpinLockIrq<ReturnState>,
+    returning: SpinLock<ReturnState>,
     #[pin]
-    done: CondVar,
+    progress: CondVar,
+    /// The device's memory is going away: pages coming back are not worth clearing.
+    gone: Atomic<bool>,
 }
 
-impl Returning {
+impl PoolState {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
-                state <- new_spinlock_irq!(ReturnState { bytes: 0, completed: 0 }),
-                done <- new_condvar!(),
+                returning <- new_spinlock!(ReturnState { bytes: 0, progress: 0 }),
+                progress <- new_condvar!(),
+                gone: Atomic::new(false),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Releases completed so far; pass it to [`Returning::wait`] after a failed
-    /// reservation.
-    pub(crate) fn completed(&self) -> u64 {
-        self.state.lock().completed
+    /// The device's memory is going away (unbind): pages that come back from now on
+    /// go back as they are, since the pool is destroyed once they are all back.
+    pub(crate) fn set_gone(&self) {
+        self.gone.store(true, Relaxed);
     }
 
-    /// Waits until a release completes after `seen` releases had: returns `Ok` when
-    /// one has (the caller tries again), `ENOMEM` when none is in flight or even all
-    /// of them would not make `len` fit in `pool`, or when none completes in time,
-    /// and `EINTR` on a signal.
+    /// Progress so far; pass it to [`PoolState::wait`] after a failed reservation.
+    pub(crate) fn progress(&self) -> u64 {
+        self.returning.lock().progress
+    }
+
+    /// Waits until pages come back to the pool after `seen`: returns `Ok` when some
+    /// have (the caller tries again), `ENOMEM` when nothing is on its way back, when
+    /// even all of it would not make `len` fit in `pool`, or when nothing comes back
+    /// for [`RETURN_WAIT_MS`], and `EINTR` on a signal.
     pub(crate) fn wait(&self, seen: u64, pool: &P2pPool, len: usize) -> Result {
         let avail = pool.avail();
-        let mut g = self.state.lock();
-        while g.completed == seen {
+        let mut g = self.returning.lock();
+        while g.progress == seen {
             if g.bytes == 0 || avail.saturating_add(g.bytes) < len {
                 return Err(ENOMEM);
             }
             match self
-                .done
+                .progress
                 .wait_interruptible_timeout(&mut g, msecs_to_jiffies(RETURN_WAIT_MS))
             {
                 CondVarTimeoutResult::Woken { .. } => {}
@@ -92,67 +116,120 @@ impl Returning {
         }
         Ok(())
     }
+
+    fn add_returning(&self, bytes: usize) {
+        self.returning.lock().bytes += bytes;
+    }
+
+    fn returned(&self, bytes: usize) {
+        let mut g = self.returning.lock();
+        g.bytes -= bytes;
+        g.progress += 1;
+        drop(g);
+        self.progress.notify_all();
+    }
 }
 
 /// The pages of one mapping.
 pub(crate) struct Reservation {
-    /// `None` only while being dropped.
-    pages: Option<P2pPages>,
-    /// Where to report that the pages are back, once released after a grace period.
-    returning: Option<(Arc<Returning>, usize)>,
+    pages: P2pPages,
+    state: Arc<PoolState>,
+    /// Bytes of live pages counted in `state` as on their way back.
+    returning: usize,
 }
 
 impl Reservation {
-    /// Reserves `len` bytes (page-aligned) of p2pmem from `pool`.
-    pub(crate) fn new(pool: &P2pPool, len: usize) -> Result<Self> {
-        let pages = pool.alloc_pages(len, GFP_KERNEL)?;
+    /// Reserves `len` bytes (page-aligned) of p2pmem from `pool`, every page clean:
+    /// the pages not known to be clean are cleared here. Fails with `EINTR` if the
+    /// task is killed meanwhile.
+    pub(crate) fn new(pool: &P2pPool, state: &Arc<PoolState>, len: usize) -> Result<Self> {
+        let mut pages = pool.alloc_pages(len, GFP_KERNEL)?;
+        // On failure the pages go back to the pool, the ones cleared so far tagged.
+        pages.zero_where(
+            0,
+            pages.len(),
+            |p, i| p.tag(i) != Some(CLEAN),
+            |p, i| p.set_tag(i, CLEAN),
+        )?;
         Ok(Self {
-            pages: Some(pages),
-            returning: None,
+            pages,
+            state: state.clone(),
+            returning: 0,
         })
     }
 
-    fn pages(&mut self) -> &mut P2pPages {
-        // INVARIANT: `pages` is `None` only in `drop`.
-        self.pages.as_mut().expect("pages taken before drop")
+    /// The index of the first page in its device pagemap.
+    pub(crate) fn first_index(&self) -> usize {
+        self.pages.pgmap_index(0).unwrap_or(0)
     }
 
-    /// Page `index`, made live and zeroed first if the mapping has not seen it yet.
-    pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<BorrowedPage<'_>> {
-        let pages = self.pages();
-        if pages.make_live(index)? {
-            pages.zero(index);
+    /// Pages `start..end` are mapped no more: gives the ones never faulted in back to
+    /// the pool now, and moves the others into a reservation of their own, to be
+    /// released after a grace period (they count as on their way back meanwhile).
+    /// `None` if there are none; `ENOMEM` leaves them here, released with the rest.
+    pub(crate) fn split_off(&mut self, start: usize, end: usize) -> Result<Option<Self>> {
+        self.pages.give_back(start, end);
+        if !self.pages.any_live_in(start, end) {
+            return Ok(None);
         }
-        pages.page(index)
+        let mut part = Self {
+            pages: self.pages.split_off(start, end, GFP_KERNEL)?,
+            state: self.state.clone(),
+            returning: 0,
+        };
+        part.release_unused();
+        Ok(Some(part))
+    }
+
+    /// Page `index`, made live first if the mapping has not seen it yet; it is clean
+    /// then, and from now on the mapping's.
+    pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<BorrowedPage<'_>> {
+        if self.pages.make_live(index)? {
+            // The mapping may write it: no longer known to be clean.
+            self.pages.set_tag(index, 0);
+        }
+        self.pages.page(index)
     }
 
     /// Gives the pages the mapping never faulted in back to the pool now; returns
     /// whether pages that it did fault in remain, which must wait for a grace period.
-    /// Those are reported to `returning` when they are back.
-    pub(crate) fn release_unused(&mut self, returning: &Arc<Returning>) -> bool {
-        let pages = self.pages();
-        pages.give_back_unused();
-        if !pages.any_live() {
-            return false;
-        }
-        let bytes = pages.len() * PAGE_SIZE;
-        returning.state.lock().bytes += bytes;
-        self.returning = Some((returning.clone(), bytes));
-        true
+    /// Those count as on their way back until the reservation is dropped.
+    pub(crate) fn release_unused(&mut self) -> bool {
+        self.pages.give_back_unused();
+        let bytes = self.pages.live_count() * PAGE_SIZE;
+        self.state.add_returning(bytes - self.returning);
+        self.returning = bytes;
+        bytes != 0
     }
 }
 
 impl Drop for Reservation {
+    /// Clears every live page that nothing else refers to any more (no PTE: the caller
+    /// made sure; no GUP pin) and tags it clean, then gives it back; pages still pinned
+    /// go back uncleared when their last pin goes, and are cleared by whoever reserves
+    /// them next. Runs in process context: it may take a while on uncached memory.
+    /// Nothing is cleared once the device's memory is going away.
     fn drop(&mut self) {
-        // The live pages go back to the pool (unless pinned elsewhere) here ...
-        drop(self.pages.take());
-        // ... and then `mmap` calls waiting for them may try again.
-        if let Some((r, bytes)) = self.returning.take() {
-            let mut g = r.state.lock();
-            g.bytes -= bytes;
-            g.completed += 1;
-            drop(g);
-            r.done.notify_all();
+        let clear = !self.state.gone.load(Relaxed);
+        let n = self.pages.len();
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + RELEASE_CHUNK);
+            let released = self.pages.release_live(start, end, |page| {
+                if clear && page.is_sole_reference() {
+                    page.zero();
+                    page.set_tag(CLEAN);
+                }
+            });
+            let bytes = (released * PAGE_SIZE).min(self.returning);
+            if bytes != 0 {
+                self.returning -= bytes;
+                self.state.returned(bytes);
+            }
+            start = end;
+        }
+        if self.returning != 0 {
+            self.state.returned(self.returning);
         }
     }
 }

@@ -12,12 +12,16 @@
 //!
 //! Release never waits: when a map's last VMA closes or its device is unbound,
 //! whichever comes first, the pages it never faulted in go back to the pool at once
-//! and the others are handed to `call_rcu()`.
+//! and the others after an RCU grace period, from a worker that clears them
+//! ([`RcuBox`]). When a VMA that is not the map's last closes, the parts of its range
+//! that no other VMA of the map still maps are released the same way: VMAs are filed
+//! in the device file's reverse map at the frame numbers of their pages
+//! ([`Map::base`]), where [`ClosingVma::for_each_unmapped_part`] looks.
 
 use crate::{
     pool::{
-        Reservation,
-        Returning, //
+        PoolState,
+        Reservation, //
     },
     pseudofs,
 };
@@ -25,7 +29,7 @@ use kernel::{
     fs::File,
     mm::{
         virt::VmaNew,
-        vm_ops::{VmFault, VmFaultResult, VmOperations},
+        vm_ops::{ClosingVma, VmFault, VmFaultResult, VmOperations},
     },
     new_mutex,
     pci::{
@@ -33,7 +37,12 @@ use kernel::{
         p2pdma::{P2pMmap, P2pPool},
     },
     prelude::*,
-    sync::{aref::ARef, rcu_box::RcuBox, Arc, ArcBorrow, Mutex, SetOnce},
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        rcu_box::RcuBox,
+        Arc, ArcBorrow, Mutex, SetOnce,
+    },
 };
 
 /// What a map's pages are doing.
@@ -49,20 +58,41 @@ struct PageState {
 struct MapPages {
     #[pin]
     state: Mutex<PageState>,
-    /// The device's pages on their way back to the pool.
-    returning: Arc<Returning>,
 }
 
 impl MapPages {
     /// Takes the pages out and releases them: the ones never faulted in at once (no
-    /// page table entry ever pointed to them), the others after an RCU grace period.
+    /// page table entry ever pointed to them), the others after an RCU grace period,
+    /// from a worker that clears them.
     fn release(&self) {
         let pages = self.state.lock().pages.take();
         if let Some(mut p) = pages {
-            if p.release_unused(&self.returning) {
+            if p.release_unused() {
                 p.drop_after_grace_period();
             }
             // Otherwise no page of `p` was ever mapped: it is dropped here, at once.
+        }
+    }
+
+    /// Pages `start..end` of the map are in no VMA any more (a partial `munmap`, an
+    /// `mremap` shrink): releases them as [`MapPages::release`] releases all of them.
+    fn release_part(&self, start: usize, end: usize) {
+        // Allocated first: once split off, the pages must wait for the grace period.
+        let Ok(mut part) = RcuBox::new(None, GFP_KERNEL) else {
+            return;
+        };
+        let mut state = self.state.lock();
+        if state.revoked {
+            return;
+        }
+        let Some(res) = state.pages.as_mut() else {
+            return;
+        };
+        // Without memory for the split, the pages stay with the map until it goes.
+        if let Ok(Some(p)) = res.split_off(start, end) {
+            drop(state);
+            *part = Some(p);
+            part.drop_after_grace_period();
         }
     }
 }
@@ -82,14 +112,21 @@ struct P2pDevice {
     file: ARef<File>,
     #[pin]
     maps: Mutex<MapList>,
-    /// Pages of released maps waiting for a grace period; `mmap` waits for them.
-    returning: Arc<Returning>,
+    /// Pages on their way back to the pool (`mmap` waits for them), and which free
+    /// pages are clean.
+    pool: Arc<PoolState>,
 }
 
 /// The object behind every VMA of one mapping.
 pub(crate) struct Map {
     dev: Arc<P2pDevice>,
     pages: Arc<MapPages>,
+    /// The VMAs' offset in the device file of page 0 of the map: its index in the
+    /// device's pagemap, so that live maps of one pagemap do not overlap in the file's
+    /// reverse map.
+    base: usize,
+    /// Number of VMAs.
+    vmas: Atomic<usize>,
 }
 
 impl Drop for Map {
@@ -155,7 +192,7 @@ impl Registry {
                 pdev: pdev.into(),
                 file: self.mount.device_file(pdev)?,
                 maps <- new_mutex!(MapList { active: true, maps: KVec::new() }),
-                returning: Returning::new()?,
+                pool: PoolState::new()?,
             }),
             GFP_KERNEL,
         )?;
@@ -179,7 +216,23 @@ impl VmOperations for MapOps {
     type Data = Arc<Map>;
 
     fn open(map: ArcBorrow<'_, Map>) -> Arc<Map> {
+        map.vmas.fetch_add(1, Relaxed);
         map.into()
+    }
+
+    fn close(map: Arc<Map>, vma: &ClosingVma) {
+        // The last VMA: everything is released when `map` is dropped.
+        if map.vmas.fetch_sub(1, Relaxed) == 1 {
+            return;
+        }
+        // Another VMA may still map all of this one's range, or part of it: release
+        // the rest now. A racing close of the other VMA may find the same parts; the
+        // second release of a part finds nothing left to do.
+        vma.for_each_unmapped_part(|first, end| {
+            if let (Some(s), Some(e)) = (first.checked_sub(map.base), end.checked_sub(map.base)) {
+                map.pages.release_part(s, e);
+            }
+        });
     }
 
     fn fault(map: ArcBorrow<'_, Map>, vmf: &VmFault) -> VmFaultResult {
@@ -192,7 +245,10 @@ impl VmOperations for MapOps {
         };
         // The PTE is inserted under the lock, so unbind's zap, which follows the
         // revocation, removes it.
-        match res.page_for_mapping(vmf.pgoff()) {
+        let Some(index) = vmf.pgoff().checked_sub(map.base) else {
+            return VmFaultResult::SIGBUS;
+        };
+        match res.page_for_mapping(index) {
             Some(page) => vmf.insert_page(&page),
             None => VmFaultResult::SIGBUS,
         }
@@ -207,21 +263,26 @@ impl P2pMmap for P2pMem {
         let len = vma.end() - vma.start();
         let dev = registry()?.device(pdev)?;
         // Pages of this device's maps released just before (munmap, exit) come back
-        // to the pool after a grace period: when the pool is short only because of
-        // them, wait (killable, bounded) rather than fail.
+        // to the pool after a grace period and clearing: when the pool is short only
+        // because of them, wait (killable, bounded) rather than fail.
         let res = loop {
-            let seen = dev.returning.completed();
-            match Reservation::new(pool, len) {
-                Err(e) if e == ENOMEM => dev.returning.wait(seen, pool, len)?,
+            let seen = dev.pool.progress();
+            match Reservation::new(pool, &dev.pool, len) {
+                Err(e) if e == ENOMEM => dev.pool.wait(seen, pool, len)?,
                 r => break r?,
             }
         };
+        // The VMA is filed in the device file's reverse map at the map's pages' offset
+        // in the device's memory, which is how a closing VMA finds the parts of the
+        // map no other VMA maps. Live maps of one pagemap do not overlap there, so
+        // that search stays short. (VMAs of two maps can be adjacent in both address
+        // and offset; `VM_DONTEXPAND`, a `VM_SPECIAL` flag, keeps them from merging.)
+        let base = res.first_index();
+        vma.set_pgoff(base)?;
         let res = RcuBox::new(res, GFP_KERNEL)?;
-        let returning = dev.returning.clone();
         let pages = Arc::pin_init(
             pin_init!(MapPages {
                 state <- new_mutex!(PageState { revoked: false, pages: Some(res) }),
-                returning,
             }),
             GFP_KERNEL,
         )?;
@@ -229,6 +290,8 @@ impl P2pMmap for P2pMem {
             Map {
                 dev: dev.clone(),
                 pages: pages.clone(),
+                base,
+                vmas: Atomic::new(1),
             },
             GFP_KERNEL,
         )?;
@@ -260,6 +323,8 @@ impl P2pMmap for P2pMem {
         for m in maps.iter() {
             m.state.lock().revoked = true;
         }
+        // The pool goes away once every page is back: do not clear them.
+        dev.pool.set_gone();
         // 2. Remove every PTE of every process mapping the device.
         pseudofs::zap(&dev.file);
         // 3. Drop the pages once GUP-fast walkers that saw an old PTE are done.

@@ -11,7 +11,9 @@
 //!
 //! - when the VMA is copied (split by a partial `munmap`/`mprotect`, duplicated by
 //!   `fork`, moved by `mremap`), `open` makes the copy's data from the original's;
-//! - when a VMA goes away, `close` consumes its data;
+//! - when a VMA goes away, `close` consumes its data, and can find which part of its
+//!   range of the file no other VMA of the same mapping still maps
+//!   ([`ClosingVma::for_each_unmapped_part`]);
 //! - `fault` gets the data borrowed and a [`VmFault`], which can insert a page.
 //!
 //! Pages inserted with [`VmFault::insert_page`] are normal refcounted pages behind a
@@ -103,6 +105,127 @@ impl VmFault {
     }
 }
 
+/// A VMA whose `close` is running: its page table entries are gone and it is no longer
+/// linked into its file's reverse map.
+///
+/// # Invariants
+///
+/// `vma` is valid, and `data` was its `vm_private_data`, for the lifetime of the
+/// reference.
+pub struct ClosingVma {
+    vma: *mut bindings::vm_area_struct,
+    data: *mut core::ffi::c_void,
+}
+
+impl ClosingVma {
+    fn raw(&self) -> &bindings::vm_area_struct {
+        // SAFETY: By the type invariant the VMA is valid; it is being closed, so no one
+        // else changes it.
+        unsafe { &*self.vma }
+    }
+
+    /// The first user address.
+    pub fn start(&self) -> usize {
+        // SAFETY: The union holds the VMA's range while it is in use (it holds an RCU
+        // head only once the VMA is freed).
+        unsafe { self.raw().__bindgen_anon_1.__bindgen_anon_1.vm_start }
+    }
+
+    /// The user address just past the VMA.
+    pub fn end(&self) -> usize {
+        // SAFETY: As in `start`.
+        unsafe { self.raw().__bindgen_anon_1.__bindgen_anon_1.vm_end }
+    }
+
+    /// The VMA's offset in its file, in pages.
+    pub fn pgoff(&self) -> usize {
+        self.raw().vm_pgoff
+    }
+
+    /// Calls `f(first, end)` for each part `[first, end)` (in pages of the file) of this
+    /// VMA's range of its file that no other VMA with the same operations and the same
+    /// data (a part split off it, a copy made by `fork`, the destination of an
+    /// `mremap`) maps any more, in increasing order.
+    ///
+    /// "The same data" is the same `vm_private_data` pointer: this finds the other VMAs
+    /// of a mapping when [`VmOperations::open`] shares the data (an `Arc`, whose copies
+    /// all have the same foreign pointer), not when it makes a new allocation.
+    ///
+    /// Such a part can be given up when this returns, if nothing else can map it: the
+    /// page table entries this VMA had are gone, lockless page table walkers aside.
+    /// Takes the file's `i_mmap_rwsem` for reading, not while calling `f`.
+    pub fn for_each_unmapped_part(&self, mut f: impl FnMut(usize, usize)) {
+        const BATCH: usize = 16;
+        let vma = self.raw();
+        let file = vma.vm_file;
+        let first = self.pgoff();
+        let last = first + ((self.end() - self.start()) >> crate::page::PAGE_SHIFT);
+        if file.is_null() || first == last {
+            return;
+        }
+        // SAFETY: The VMA holds a reference on its file.
+        let mapping = unsafe { (*file).f_mapping };
+        let mut from = first;
+        while from < last {
+            let mut gaps = [(0usize, 0usize); BATCH];
+            let mut n = 0;
+            let mut cursor = from;
+            let mut full = false;
+            // SAFETY: `mapping` is the address_space of a file the VMA holds a reference
+            // on; the interval tree is walked under its `i_mmap_rwsem`, which keeps the
+            // VMAs in it and their ranges stable.
+            unsafe {
+                bindings::i_mmap_lock_read(mapping);
+                let mut other = bindings::mapping_rmap_tree_iter_first(mapping, from, last - 1);
+                while !other.is_null() {
+                    let o = &*other;
+                    if o.vm_ops == self.ops_of_self() && o.vm_private_data == self.data {
+                        let start = o.vm_pgoff;
+                        let end = start
+                            + ((o.__bindgen_anon_1.__bindgen_anon_1.vm_end
+                                - o.__bindgen_anon_1.__bindgen_anon_1.vm_start)
+                                >> crate::page::PAGE_SHIFT);
+                        if start > cursor {
+                            if n == BATCH {
+                                full = true;
+                                break;
+                            }
+                            gaps[n] = (cursor, start.min(last));
+                            n += 1;
+                        }
+                        cursor = cursor.max(end);
+                        if cursor >= last {
+                            break;
+                        }
+                    }
+                    other = bindings::mapping_rmap_tree_iter_next(other, from, last - 1);
+                }
+                bindings::i_mmap_unlock_read(mapping);
+            }
+            if !full && cursor < last {
+                if n == BATCH {
+                    full = true;
+                } else {
+                    gaps[n] = (cursor, last);
+                    n += 1;
+                }
+            }
+            for &(a, b) in &gaps[..n] {
+                f(a, b);
+            }
+            from = match (full, n) {
+                // Look again from the end of the last part found.
+                (true, n) if n > 0 => gaps[n - 1].1,
+                _ => last,
+            };
+        }
+    }
+
+    fn ops_of_self(&self) -> *const bindings::vm_operations_struct {
+        self.raw().vm_ops
+    }
+}
+
 /// Operations on the VMAs of a mapping.
 #[vtable]
 pub trait VmOperations: Sized + 'static {
@@ -113,7 +236,7 @@ pub trait VmOperations: Sized + 'static {
     fn open(data: <Self::Data as ForeignOwnable>::Borrowed<'_>) -> Self::Data;
 
     /// A VMA goes away; its data is dropped when this returns.
-    fn close(data: Self::Data) {
+    fn close(data: Self::Data, _vma: &ClosingVma) {
         drop(data);
     }
 
@@ -153,12 +276,19 @@ impl<T: VmOperations> Adapter<T> {
     /// `vma` is going away; its `vm_private_data` was produced by `into_foreign` and is
     /// owned by it.
     unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: `vma` is valid.
+        let ptr = unsafe { (*vma).vm_private_data };
         // SAFETY: Per the safety requirement the VMA owns the data; it is taken back
         // exactly once, here.
-        let data = unsafe { T::Data::from_foreign((*vma).vm_private_data) };
+        let data = unsafe { T::Data::from_foreign(ptr) };
         // SAFETY: `vma` is valid.
         unsafe { (*vma).vm_private_data = core::ptr::null_mut() };
-        T::close(data);
+        // INVARIANT: `vma` is valid for the call, and `ptr` was its data. The mm core
+        // calls `close` after zapping the VMA's page table entries and unlinking it
+        // from its file's reverse map (`remove_vma()`, `vms_clean_up_area()`), or for a
+        // VMA copy that was never linked (`copy_vma()` failing).
+        let closing = ClosingVma { vma, data: ptr };
+        T::close(data, &closing);
     }
 
     /// # Safety
@@ -178,7 +308,8 @@ impl VmaNew {
     /// Sets the VMA's operations to `T` and its data to `data`.
     ///
     /// Call this last in an `mmap` handler: if the handler fails afterwards, the mm
-    /// core closes the VMA, which drops `data`.
+    /// core replaces the VMA's operations with dummy ones and never calls `close`, so
+    /// `data` would never be dropped.
     pub fn set_vm_ops<T: VmOperations>(&self, data: T::Data) {
         let ptr = data.into_foreign();
         // SAFETY: The VMA is being set up by its `mmap` handler and not yet visible to
@@ -188,6 +319,20 @@ impl VmaNew {
             (*self.as_ptr()).vm_private_data = ptr;
             (*self.as_ptr()).vm_ops = Adapter::<T>::vtable();
         }
+    }
+
+    /// Sets the VMA's offset in its file, in pages: where in the object the mmap handler
+    /// maps the VMA starts. Faults report offsets from it ([`VmFault::pgoff`]), and the
+    /// file's reverse map files the VMA under it. Fails with `EOVERFLOW` if the VMA's
+    /// range of the file would overflow.
+    pub fn set_pgoff(&self, pgoff: usize) -> Result {
+        let pages = (self.end() - self.start()) >> crate::page::PAGE_SHIFT;
+        pgoff.checked_add(pages).ok_or(EOVERFLOW)?;
+        // SAFETY: The VMA is being set up by its `mmap` handler and is not linked into
+        // its file's reverse map yet, which happens with the final `vm_pgoff` after the
+        // handler returns.
+        unsafe { (*self.as_ptr()).vm_pgoff = pgoff };
+        Ok(())
     }
 
     /// Moves the VMA onto `file`, as dma-buf does: the VMA takes a reference on `file`

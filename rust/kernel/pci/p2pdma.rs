@@ -293,6 +293,7 @@ pub type P2pPages = DevicePages<PoolFree>;
 /// The pointer is a P2PDMA pool (see [`P2pPool`]); it stays valid while a reference on
 /// the `percpu_ref` of one of its pagemaps is held, because the pool is destroyed only
 /// after the pagemaps are torn down, which waits for every such reference.
+#[derive(Clone)]
 pub struct PoolFree(*mut bindings::gen_pool);
 
 // SAFETY: genalloc pools may be used from any thread and context.

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Dropping a value after an RCU grace period, without waiting for it (`call_rcu()`).
+//! Dropping a value after an RCU grace period, without waiting for it.
 //!
-//! C header: [`include/linux/rcupdate.h`](srctree/include/linux/rcupdate.h)
+//! C header: [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
+//! (`queue_rcu_work()`)
 //!
 //! [`synchronize_rcu`](super::rcu::synchronize_rcu) blocks for a whole grace period,
 //! which is too slow for paths that run once per object (closing a VMA at process
-//! exit, say). An [`RcuBox`] owns its value and an `rcu_head`; handing it to
-//! [`RcuBox::drop_after_grace_period`] returns at once, and the value is dropped once
-//! every RCU read-side critical section that was running has ended.
+//! exit, say). An [`RcuBox`] owns its value and an `rcu_work`; handing it to
+//! [`RcuBox::drop_after_grace_period`] returns at once, and the value is dropped in
+//! process context (a worker of `system_dfl_long_wq`) once every RCU
+//! read-side critical section that was running has ended. Unlike a `call_rcu()`
+//! callback, which runs in softirq context, the destructor may sleep.
 
 use crate::{
     alloc::{AllocError, Flags, KBox},
@@ -22,8 +25,9 @@ use core::{
 
 #[repr(C)]
 struct Inner<T> {
-    // Must stay the first field: the callback recovers `Inner` from the head pointer.
-    head: Opaque<bindings::callback_head>,
+    // Must stay the first field, and `work` the first field of `rcu_work`: the worker
+    // recovers `Inner` from the `work_struct` pointer.
+    rwork: Opaque<bindings::rcu_work>,
     value: T,
 }
 
@@ -32,7 +36,13 @@ struct Inner<T> {
 /// Allocate it when failure is still an option; [`RcuBox::drop_after_grace_period`]
 /// itself cannot fail.
 ///
-/// The deferred drop runs in softirq context: `T`'s destructor must not sleep.
+/// The deferred drop runs in process context and may sleep, and may take long (the
+/// workqueue is the one for long-running work).
+///
+/// The deferred drop runs code of the crate that instantiated `RcuBox<T>`. There is no
+/// way yet for a loadable module to wait for its deferred drops before it is unloaded
+/// (that needs a workqueue of its own to flush after `rcu_barrier()`); until there is,
+/// use it from built-in code.
 ///
 /// # Examples
 ///
@@ -46,9 +56,9 @@ struct Inner<T> {
 /// ```
 pub struct RcuBox<T: Send + 'static>(KBox<Inner<T>>);
 
-// SAFETY: The `rcu_head` is only touched by `call_rcu()` once the box is given up, so an
-// `RcuBox` is as thread-safe as the `T` it owns; the deferred drop of `T` happens on
-// another CPU, which `T: Send` allows.
+// SAFETY: The `rcu_work` is only touched by the workqueue once the box is given up, so
+// an `RcuBox` is as thread-safe as the `T` it owns; the deferred drop of `T` happens
+// in another thread, which `T: Send` allows.
 unsafe impl<T: Send + 'static> Send for RcuBox<T> {}
 // SAFETY: `&RcuBox<T>` only gives out `&T`.
 unsafe impl<T: Send + Sync + 'static> Sync for RcuBox<T> {}
@@ -58,7 +68,7 @@ impl<T: Send + 'static> RcuBox<T> {
     pub fn new(value: T, flags: Flags) -> Result<Self, AllocError> {
         Ok(Self(KBox::new(
             Inner {
-                head: Opaque::uninit(),
+                rwork: Opaque::uninit(),
                 value,
             },
             flags,
@@ -69,27 +79,30 @@ impl<T: Send + 'static> RcuBox<T> {
     /// section (including code running with interrupts or preemption disabled, such
     /// as GUP-fast) that started before this call has ended when the destructor runs.
     ///
-    /// Returns at once. The destructor runs in softirq context.
+    /// Returns at once. The destructor runs in process context.
     pub fn drop_after_grace_period(self) {
         let inner = KBox::into_raw(self.0);
-        // SAFETY: `inner` is a valid, exclusively owned allocation; its `head` is not
-        // queued (it is queued only here, and `self` is consumed). `callback::<T>`
-        // turns it back into the `KBox` it came from.
+        // SAFETY: `inner` is a valid, exclusively owned allocation; its `rwork` is not
+        // queued (it is initialised and queued only here, and `self` is consumed).
+        // `worker::<T>` turns it back into the `KBox` it came from.
         unsafe {
-            bindings::call_rcu(
-                Opaque::cast_into(ptr::addr_of!((*inner).head)),
-                Some(Self::callback),
+            bindings::queue_rcu_work_dfl_long(
+                Opaque::cast_into(ptr::addr_of!((*inner).rwork)),
+                Some(Self::worker),
             )
         };
     }
 
     /// # Safety
     ///
-    /// Called by RCU with the `head` queued by [`RcuBox::drop_after_grace_period`].
-    unsafe extern "C" fn callback(head: *mut bindings::callback_head) {
-        // SAFETY: `head` is the first field of a `#[repr(C)]` `Inner<T>` queued by
-        // `drop_after_grace_period`, which gave up ownership of it to this callback.
-        let inner = unsafe { KBox::from_raw(head.cast::<Inner<T>>()) };
+    /// Called by the workqueue with the `work` of the `rcu_work` queued by
+    /// [`RcuBox::drop_after_grace_period`].
+    unsafe extern "C" fn worker(work: *mut bindings::work_struct) {
+        // SAFETY: `work` is the first field of the `rcu_work` that is the first field of
+        // a `#[repr(C)]` `Inner<T>` queued by `drop_after_grace_period`, which gave up
+        // ownership of it to this function. The workqueue does not touch the work item
+        // after calling its function.
+        let inner = unsafe { KBox::from_raw(work.cast::<Inner<T>>()) };
         drop(inner);
     }
 }
@@ -128,6 +141,39 @@ mod tests {
         }
     }
 
+    /// Waits (at most 10 s) until `n` values have been dropped.
+    fn wait_for_drops(n: u32) -> bool {
+        // The grace period has ended for everything queued so far once `rcu_barrier()`
+        // returns; the drops then run from the workqueue.
+        rcu::rcu_barrier();
+        for _ in 0..1000 {
+            if DROPS.load(Relaxed) == n {
+                return true;
+            }
+            crate::time::delay::fsleep(crate::time::Delta::from_millis(10));
+        }
+        false
+    }
+
+    /// The destructor runs where it may sleep.
+    struct Sleeps;
+
+    impl Drop for Sleeps {
+        fn drop(&mut self) {
+            crate::task::might_sleep();
+            crate::time::delay::fsleep(crate::time::Delta::from_micros(10));
+            DROPS.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn destructor_may_sleep() -> Result<(), AllocError> {
+        DROPS.store(0, Relaxed);
+        RcuBox::new(Sleeps, GFP_KERNEL)?.drop_after_grace_period();
+        assert!(wait_for_drops(1));
+        Ok(())
+    }
+
     #[test]
     fn not_dropped_inside_read_side_section() -> Result<(), AllocError> {
         DROPS.store(0, Relaxed);
@@ -141,8 +187,7 @@ mod tests {
         }
         assert_eq!(DROPS.load(Relaxed), 0);
         drop(guard);
-        rcu::rcu_barrier();
-        assert_eq!(DROPS.load(Relaxed), 1);
+        assert!(wait_for_drops(1));
         Ok(())
     }
 
@@ -152,8 +197,7 @@ mod tests {
         for _ in 0..100 {
             RcuBox::new(Counted, GFP_KERNEL)?.drop_after_grace_period();
         }
-        rcu::rcu_barrier();
-        assert_eq!(DROPS.load(Relaxed), 100);
+        assert!(wait_for_drops(100));
         Ok(())
     }
 

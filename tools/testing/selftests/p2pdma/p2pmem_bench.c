@@ -168,9 +168,10 @@ static double per_page_us(double t, size_t len)
 /*
  * 7a-7c: what a first touch is made of. 7a: one store to a page that is already
  * mapped (all C pays per page in 7: it inserted every page at mmap); 7b: a fault on a
- * page the mapping has already seen, after MADV_DONTNEED (the fault path without
- * zeroing; C has no such fault: it SIGBUSes there, so no figure); 7c: 4 KiB of
- * 8-byte stores to mapped p2pmem, what clearing a page costs.
+ * page the mapping has already seen, after MADV_DONTNEED (a fault that finds the page
+ * live already; C has no such fault: it SIGBUSes there, so no figure); 7c: 4 KiB of
+ * 8-byte stores to mapped p2pmem, what clearing a page costs (Rust clears pages when
+ * they come back, off the fault path).
  */
 static void fault_parts(long long avail)
 {

@@ -549,10 +549,92 @@ TEST_F_TIMEOUT(p2pmem, partial_munmap_middle, FAST_TIMEOUT)
 	EXPECT_TRUE(p2p_check_pages(p, 0, n / 4, seed));
 	EXPECT_TRUE(p2p_check_pages(p, n / 2, n / 2, seed));
 	EXPECT_EQ(SIGSEGV, p2p_probe((uint64_t *)(p + n / 4 * ps), false, &v));
-	/* The pool gets nothing back while a part of the mapping lives. */
 	ASSERT_EQ(0, munmap(p, n / 4 * ps));
 	EXPECT_TRUE(p2p_check_pages(p, n / 2, n / 2, seed));
 	ASSERT_EQ(0, munmap(p + n / 2 * ps, n / 2 * ps));
+}
+
+/*
+ * The pages of a part of a mapping that is unmapped go back to the pool then, not
+ * when the rest of the mapping goes: munmap of half a touched mapping, then an
+ * mremap shrink of what is left, each give `available` back their share (within a
+ * bounded wait: pages that were mapped are released after an RCU grace period).
+ */
+TEST_F_TIMEOUT(p2pmem, partial_release, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t len = 4 * P2P_MIB, n = len / ps;
+	long long before = self->avail_a, got;
+	uint64_t seed = p2p_seed();
+	char *p = p2p_map(&self->a, len), *q;
+	int waited;
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill_pages(p, n, seed);
+	ASSERT_EQ(0, munmap(p + len / 2, len / 2));
+	got = p2p_wait_available(&self->a, before - (long long)len / 2, 5000, &waited);
+	REPORT("munmap of half: %lld of %zu KiB back in %d ms",
+	       (got - (before - (long long)len)) / 1024, len / 2 / 1024, waited);
+	EXPECT_EQ(before - (long long)len / 2, got);
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 2, seed));
+
+	q = mremap(p, len / 2, len / 4, 0);
+	ASSERT_EQ(p, q);
+	got = p2p_wait_available(&self->a, before - (long long)len / 4, 5000, &waited);
+	REPORT("mremap shrink by a quarter: %lld of %zu KiB back in %d ms",
+	       (got - (before - (long long)len / 2)) / 1024, len / 4 / 1024, waited);
+	EXPECT_EQ(before - (long long)len / 4, got);
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 4, seed));
+	ASSERT_EQ(0, munmap(p, len / 4));
+}
+
+/*
+ * A part another process still maps is not released: a forked child unmaps all of
+ * a shared mapping (in two steps) and exits; the parent keeps its data, can still
+ * write pages neither had touched, and the pool gets nothing back until the parent
+ * unmaps.
+ */
+TEST_F_TIMEOUT(p2pmem, partial_release_fork, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t len = 2 * P2P_MIB, n = len / ps, i, faults = 0;
+	long long before = self->avail_a;
+	uint64_t seed = p2p_seed();
+	char *p = p2p_map(&self->a, len);
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(MAP_FAILED, p);
+	p2p_fill_pages(p, n / 2, seed);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(munmap(p + len / 4, len / 2) || munmap(p, len) ? 1 : 0);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	/* Anything wrongly released would come back within a second. */
+	for (i = 0; i < 100; i++) {
+		long long now = p2p_attr(&self->a, "available");
+
+		if (now != before - (long long)len) {
+			EXPECT_EQ(before - (long long)len, now);
+			break;
+		}
+		usleep(10 * 1000);
+	}
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 2, seed));
+	for (i = n / 2; i < n; i++) {
+		uint64_t v = seed;
+
+		faults += p2p_probe((uint64_t *)(p + i * ps), true, &v) != 0;
+	}
+	EXPECT_EQ(0, faults);
+	ASSERT_EQ(0, munmap(p + len / 2, len / 2));
+	EXPECT_EQ(before - (long long)len / 2,
+		  p2p_wait_available(&self->a, before - (long long)len / 2, 5000, NULL));
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 2, seed));
+	ASSERT_EQ(0, munmap(p, len / 2));
 }
 
 /* A forked child reads the parent's data and writes data the parent then sees. */
