@@ -21,6 +21,11 @@ __rust_helper int rust_helper_page_ref_count(const struct page *page)
 	return page_ref_count(page);
 }
 
+__rust_helper void rust_helper_zone_device_get_page(struct page *page)
+{
+	get_page(page);
+}
+
 __rust_helper void rust_helper_put_page(struct page *page)
 {
 	put_page(page);
@@ -74,4 +79,16 @@ __rust_helper void rust_helper_i_mmap_lock_read(struct address_space *mapping)
 __rust_helper void rust_helper_i_mmap_unlock_read(struct address_space *mapping)
 {
 	i_mmap_unlock_read(mapping);
+}
+
+__rust_helper unsigned long
+rust_helper_zone_device_next_untagged(struct page *first, unsigned long from,
+				      unsigned long end, void *tag)
+{
+	unsigned long pfn = page_to_pfn(first);
+
+	for (; from < end; from++)
+		if (pfn_to_page(pfn + from)->zone_device_data != tag)
+			break;
+	return from;
 }

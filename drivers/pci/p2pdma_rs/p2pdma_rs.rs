@@ -35,11 +35,14 @@
 //!   and nothing waits for that grace period; the others go back at once.
 //!
 //! Locks are taken in this order: the registry's device list, a device's map list,
-//! a map's page state. The fault path holds the mmap lock (or the VMA lock) and then
-//! takes only the map's page state; nothing here takes the mmap lock. A device's
-//! pool state ([`pool::PoolState`]: pages on their way back, the clean token) has
-//! leaf spinlocks; `mmap` sleeps on it (killable, bounded) when the pool is short only
-//! because of pages still on their way back.
+//! a map's page state (a spinlock, never held while sleeping), a device's pool state
+//! ([`pool::PoolState`], pages on their way back: a leaf spinlock; `mmap` sleeps on it,
+//! killable and bounded, when the pool is short only because of such pages). The
+//! fault path holds the mmap lock (or the VMA lock) and a read lock of the device's
+//! SRCU, and takes only the map's page state, not across its page table update;
+//! unbind waits for that SRCU between revoking the maps and zapping them. Nothing
+//! here takes the mmap lock; a closing VMA takes its file's `i_mmap_rwsem` for reading
+//! and no lock of this driver meanwhile.
 
 use kernel::{pci::p2pdma, prelude::*};
 

@@ -23,11 +23,12 @@
 //! can wait for it ([`PoolState::wait`]) rather than fail.
 
 use kernel::{
-    new_condvar, new_spinlock,
-    page::{
-        BorrowedPage,
-        PAGE_SIZE, //
+    mm::zone_device::{
+        DevicePageRef,
+        SplitState, //
     },
+    new_condvar, new_spinlock,
+    page::PAGE_SIZE,
     pci::p2pdma::{
         P2pPages,
         P2pPool, //
@@ -145,12 +146,7 @@ impl Reservation {
     pub(crate) fn new(pool: &P2pPool, state: &Arc<PoolState>, len: usize) -> Result<Self> {
         let mut pages = pool.alloc_pages(len, GFP_KERNEL)?;
         // On failure the pages go back to the pool, the ones cleared so far tagged.
-        pages.zero_where(
-            0,
-            pages.len(),
-            |p, i| p.tag(i) != Some(CLEAN),
-            |p, i| p.set_tag(i, CLEAN),
-        )?;
+        pages.zero_untagged(0, pages.len(), CLEAN)?;
         Ok(Self {
             pages,
             state: state.clone(),
@@ -164,31 +160,42 @@ impl Reservation {
     }
 
     /// Pages `start..end` are mapped no more: gives the ones never faulted in back to
-    /// the pool now, and moves the others into a reservation of their own, to be
-    /// released after a grace period (they count as on their way back meanwhile).
-    /// `None` if there are none; `ENOMEM` leaves them here, released with the rest.
-    pub(crate) fn split_off(&mut self, start: usize, end: usize) -> Result<Option<Self>> {
+    /// the pool now; returns whether pages that were faulted in remain among them,
+    /// which [`Reservation::split_off`] can then take away.
+    pub(crate) fn give_back_part(&mut self, start: usize, end: usize) -> bool {
         self.pages.give_back(start, end);
-        if !self.pages.any_live_in(start, end) {
-            return Ok(None);
+        self.pages.any_live_in(start, end)
+    }
+
+    /// Moves pages `start..end` into a reservation of their own, whose page state
+    /// lives in `mem`, to be released after a grace period (they count as on their way
+    /// back meanwhile). Gives `mem` back if there is nothing to move. Does not sleep.
+    pub(crate) fn split_off(
+        &mut self,
+        start: usize,
+        end: usize,
+        mem: SplitState,
+    ) -> core::result::Result<Self, SplitState> {
+        if !self.give_back_part(start, end) {
+            return Err(mem);
         }
         let mut part = Self {
-            pages: self.pages.split_off(start, end, GFP_KERNEL)?,
+            pages: self.pages.split_off(start, end, mem)?,
             state: self.state.clone(),
             returning: 0,
         };
         part.release_unused();
-        Ok(Some(part))
+        Ok(part)
     }
 
-    /// Page `index`, made live first if the mapping has not seen it yet; it is clean
-    /// then, and from now on the mapping's.
-    pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<BorrowedPage<'_>> {
+    /// Page `index`, made live first if the mapping has not seen it yet (it is clean
+    /// then, and from now on the mapping's), with a reference of the caller's.
+    pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<DevicePageRef> {
         if self.pages.make_live(index)? {
             // The mapping may write it: no longer known to be clean.
             self.pages.set_tag(index, 0);
         }
-        self.pages.page(index)
+        self.pages.get(index)
     }
 
     /// Gives the pages the mapping never faulted in back to the pool now; returns

@@ -27,11 +27,12 @@ use crate::{
 };
 use kernel::{
     fs::File,
+    mm::zone_device::SplitState,
     mm::{
         virt::VmaNew,
         vm_ops::{ClosingVma, VmFault, VmFaultResult, VmOperations},
     },
-    new_mutex,
+    new_mutex, new_spinlock, new_srcu,
     pci::{
         self,
         p2pdma::{P2pMmap, P2pPool},
@@ -41,7 +42,7 @@ use kernel::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
         rcu_box::RcuBox,
-        Arc, ArcBorrow, Mutex, SetOnce,
+        Arc, ArcBorrow, Mutex, SetOnce, SpinLock, Srcu,
     },
 };
 
@@ -56,8 +57,10 @@ struct PageState {
 /// The pages of one mapping, shared by its [`Map`] and its device's list.
 #[pin_data]
 struct MapPages {
+    /// Held only to look at or change the page state, never while sleeping: faults
+    /// on different pages of one map do not wait for each other's page table updates.
     #[pin]
-    state: Mutex<PageState>,
+    state: SpinLock<PageState>,
 }
 
 impl MapPages {
@@ -76,21 +79,40 @@ impl MapPages {
 
     /// Pages `start..end` of the map are in no VMA any more (a partial `munmap`, an
     /// `mremap` shrink): releases them as [`MapPages::release`] releases all of them.
+    ///
+    /// No VMA maps them, so no fault makes any of them live meanwhile: the pages never
+    /// faulted in go back first, and memory for the split is allocated only if pages
+    /// that were faulted in remain, outside the lock. Without that memory they stay
+    /// with the map until it goes.
     fn release_part(&self, start: usize, end: usize) {
-        // Allocated first: once split off, the pages must wait for the grace period.
+        let live = {
+            let mut state = self.state.lock();
+            let revoked = state.revoked;
+            match state.pages.as_mut() {
+                Some(res) if !revoked => res.give_back_part(start, end),
+                _ => false,
+            }
+        };
+        if !live {
+            return;
+        }
+        // Once split off, the pages must wait for the grace period: allocate first.
         let Ok(mut part) = RcuBox::new(None, GFP_KERNEL) else {
             return;
         };
-        let mut state = self.state.lock();
-        if state.revoked {
-            return;
-        }
-        let Some(res) = state.pages.as_mut() else {
+        let Ok(mem) = SplitState::new(end - start, GFP_KERNEL) else {
             return;
         };
-        // Without memory for the split, the pages stay with the map until it goes.
-        if let Ok(Some(p)) = res.split_off(start, end) {
-            drop(state);
+        let split = {
+            let mut state = self.state.lock();
+            let revoked = state.revoked;
+            match state.pages.as_mut() {
+                Some(res) if !revoked => res.split_off(start, end, mem),
+                _ => Err(mem),
+            }
+        };
+        // Memory not used is freed here, outside the lock (`kvfree` may sleep).
+        if let Ok(p) = split {
             *part = Some(p);
             part.drop_after_grace_period();
         }
@@ -112,6 +134,10 @@ struct P2pDevice {
     file: ARef<File>,
     #[pin]
     maps: Mutex<MapList>,
+    /// Read-locked by faults from their check of `revoked` to their page table update;
+    /// unbind waits for the faults in progress between revoking and zapping.
+    #[pin]
+    faults: Srcu,
     /// Pages on their way back to the pool (`mmap` waits for them), and which free
     /// pages are clean.
     pool: Arc<PoolState>,
@@ -192,6 +218,7 @@ impl Registry {
                 pdev: pdev.into(),
                 file: self.mount.device_file(pdev)?,
                 maps <- new_mutex!(MapList { active: true, maps: KVec::new() }),
+                faults <- new_srcu!(),
                 pool: PoolState::new()?,
             }),
             GFP_KERNEL,
@@ -236,20 +263,26 @@ impl VmOperations for MapOps {
     }
 
     fn fault(map: ArcBorrow<'_, Map>, vmf: &VmFault) -> VmFaultResult {
-        let mut state = map.pages.state.lock();
-        if state.revoked {
-            return VmFaultResult::SIGBUS;
-        }
-        let Some(res) = state.pages.as_mut() else {
-            return VmFaultResult::SIGBUS;
-        };
-        // The PTE is inserted under the lock, so unbind's zap, which follows the
-        // revocation, removes it.
         let Some(index) = vmf.pgoff().checked_sub(map.base) else {
             return VmFaultResult::SIGBUS;
         };
-        match res.page_for_mapping(index) {
-            Some(page) => vmf.insert_page(&page),
+        // Unbind revokes, then waits for the faults inside this section, then zaps:
+        // a PTE inserted here is either seen by the zap or never inserted.
+        let _fault = map.dev.faults.read_lock();
+        let page = {
+            let mut state = map.pages.state.lock();
+            if state.revoked {
+                return VmFaultResult::SIGBUS;
+            }
+            let Some(res) = state.pages.as_mut() else {
+                return VmFaultResult::SIGBUS;
+            };
+            res.page_for_mapping(index)
+        };
+        // The page stays live while the VMA maps it: its range of the map is released
+        // only when no VMA maps it any more, or by unbind, which waits for this fault.
+        match page {
+            Some(page) => vmf.insert_page(&page.page()),
             None => VmFaultResult::SIGBUS,
         }
     }
@@ -282,7 +315,7 @@ impl P2pMmap for P2pMem {
         let res = RcuBox::new(res, GFP_KERNEL)?;
         let pages = Arc::pin_init(
             pin_init!(MapPages {
-                state <- new_mutex!(PageState { revoked: false, pages: Some(res) }),
+                state <- new_spinlock!(PageState { revoked: false, pages: Some(res) }),
             }),
             GFP_KERNEL,
         )?;
@@ -319,10 +352,11 @@ impl P2pMmap for P2pMem {
             list.active = false;
             core::mem::take(&mut list.maps)
         };
-        // 1. No new faults: a fault that got in first has inserted its PTE already.
+        // 1. No new faults, and wait for the faults in progress to insert their PTEs.
         for m in maps.iter() {
             m.state.lock().revoked = true;
         }
+        dev.faults.synchronize_expedited();
         // The pool goes away once every page is back: do not clear them.
         dev.pool.set_gone();
         // 2. Remove every PTE of every process mapping the device.

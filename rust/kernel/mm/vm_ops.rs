@@ -96,7 +96,16 @@ impl VmFault {
     /// The page table entry takes its own reference on `page`. Returns
     /// [`VmFaultResult::NOPAGE`] on success or when another thread mapped the address
     /// first; [`VmFaultResult::OOM`] or [`VmFaultResult::SIGBUS`] otherwise.
+    ///
+    /// Only for shared mappings: in a private (copy-on-write) mapping a write would go
+    /// to `page` itself instead of a private copy, so there this returns
+    /// [`VmFaultResult::SIGBUS`] and maps nothing.
     pub fn insert_page(&self, page: &Page) -> VmFaultResult {
+        // A shared mapping of a file opened read-only lacks `VM_SHARED` but also
+        // `VM_MAYWRITE`: `VM_MAYSHARE` is what every shared mapping has.
+        if self.vma().flags() & crate::mm::virt::flags::MAYSHARE == 0 {
+            return VmFaultResult::SIGBUS;
+        }
         // SAFETY: By the type invariant the fault is in progress; `page` is a valid,
         // live page (`vmf_insert_page_mkwrite` refuses anonymous and typed pages).
         VmFaultResult(unsafe {

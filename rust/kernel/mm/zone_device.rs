@@ -122,6 +122,57 @@ impl LivePage<'_> {
     }
 }
 
+/// A reference on a live ZONE_DEVICE page, taken from a [`DevicePages`] with
+/// [`DevicePages::get`], that outlives the borrow of it: dropping it puts the page.
+///
+/// # Invariants
+///
+/// `page` is a valid page and this object owns one reference on it.
+pub struct DevicePageRef {
+    page: NonNull<bindings::page>,
+}
+
+// SAFETY: A page reference may be dropped from any thread.
+unsafe impl Send for DevicePageRef {}
+// SAFETY: `&DevicePageRef` only gives out borrowed pages, which are `Sync`.
+unsafe impl Sync for DevicePageRef {}
+
+impl DevicePageRef {
+    /// The page, borrowed from this reference.
+    pub fn page(&self) -> BorrowedPage<'_> {
+        // SAFETY: By the type invariant we hold a reference on the page for as long as
+        // `self` is borrowed.
+        unsafe { BorrowedPage::from_raw(self.page) }
+    }
+}
+
+impl Drop for DevicePageRef {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own one reference; if it is the last, the
+        // pagemap's `folio_free` takes the page back.
+        unsafe { bindings::put_page(self.page.as_ptr()) };
+    }
+}
+
+/// Memory for the page state of a range split off a [`DevicePages`]: allocate it
+/// before taking a lock under which [`DevicePages::split_off`] runs.
+pub struct SplitState {
+    live: Bits,
+    gone: Bits,
+    count: usize,
+}
+
+impl SplitState {
+    /// Memory for the state of `count` pages.
+    pub fn new(count: usize, flags: Flags) -> Result<Self> {
+        Ok(Self {
+            live: Bits::new(count, flags)?,
+            gone: Bits::new(count, flags)?,
+            count,
+        })
+    }
+}
+
 /// Writes zeroes to the page at `addr` with aligned 8-byte stores.
 ///
 /// # Safety
@@ -280,18 +331,25 @@ impl<A: FreeRange> DevicePages<A> {
     }
 
     /// Moves pages `start..end` (unused and live ones, each in its state) into a new
-    /// object; they are gone from `self` afterwards. Fails with `ENOMEM` (and `EINVAL`
-    /// for a range that is empty or out of bounds), leaving `self` as it was.
-    pub fn split_off(&mut self, start: usize, end: usize, flags: Flags) -> Result<Self>
+    /// object, whose state lives in `mem`; they are gone from `self` afterwards. Does not
+    /// sleep. Gives `mem` back, leaving `self` as it was, for a range that is empty or
+    /// out of bounds, or that `mem` was not made for.
+    pub fn split_off(
+        &mut self,
+        start: usize,
+        end: usize,
+        mem: SplitState,
+    ) -> core::result::Result<Self, SplitState>
     where
         A: Clone,
     {
-        if start >= end || end > self.count {
-            return Err(EINVAL);
+        if start >= end || end > self.count || mem.count != end - start {
+            return Err(mem);
         }
         let count = end - start;
-        let mut live = Bits::new(count, flags)?;
-        let mut gone = Bits::new(count, flags)?;
+        let SplitState {
+            mut live, mut gone, ..
+        } = mem;
         for i in start..end {
             if self.gone.get(i) {
                 gone.set(i - start);
@@ -450,6 +508,20 @@ impl<A: FreeRange> DevicePages<A> {
         released
     }
 
+    /// A reference of its own on live page `i`; `None` if it is out of range or not
+    /// live.
+    pub fn get(&self, i: usize) -> Option<DevicePageRef> {
+        if !self.is_live(i) {
+            return None;
+        }
+        let page = self.page_at(i);
+        // SAFETY: By the type invariant page `i` is live and we hold a reference on it,
+        // so taking another one is allowed.
+        unsafe { bindings::zone_device_get_page(page.as_ptr()) };
+        // INVARIANT: the reference just taken is the new object's.
+        Some(DevicePageRef { page })
+    }
+
     /// Live page `i`, borrowed from `self`; `None` if it is out of range or not live.
     pub fn page(&self, i: usize) -> Option<BorrowedPage<'_>> {
         if !self.is_live(i) {
@@ -475,30 +547,38 @@ impl<A: FreeRange> DevicePages<A> {
         unsafe { zero_page_at(self.page_addr(i)) };
     }
 
-    /// Zeroes the unused or live pages among `start..end` for which `dirty` returns
-    /// true, then calls `done` on each. Sleeps; stops with `EINTR` if the current task
-    /// gets a fatal signal (the pages zeroed so far have had `done` called).
-    pub fn zero_where(
-        &mut self,
-        start: usize,
-        end: usize,
-        mut dirty: impl FnMut(&Self, usize) -> bool,
-        mut done: impl FnMut(&mut Self, usize),
-    ) -> Result {
-        for i in start..end.min(self.count) {
-            if self.gone.get(i) || !dirty(self, i) {
-                continue;
-            }
-            // SAFETY: A helper reading `current`'s signal state.
-            if unsafe { bindings::zone_device_fatal_signal_pending() } {
-                return Err(EINTR);
-            }
-            self.zero(i);
-            done(self, i);
-            // SAFETY: Sleeping is allowed here (documented).
-            unsafe { bindings::zone_device_cond_resched() };
+    /// Zeroes the unused or live pages among `start..end` whose tag is not `tag`, and
+    /// tags them `tag`. Finding them costs one pass over the range's struct pages, in
+    /// C. Sleeps; stops with `EINTR` if the current task gets a fatal signal (the pages
+    /// zeroed so far are tagged).
+    pub fn zero_untagged(&mut self, start: usize, end: usize, tag: usize) -> Result {
+        let end = end.min(self.count);
+        if start >= end {
+            return Ok(());
         }
-        Ok(())
+        let first = self.page_at(0);
+        let mut i = start;
+        loop {
+            // SAFETY: Pages `0..end` of the range are valid struct pages of one pagemap
+            // (contiguous pfns); `zone_device_data` belongs to the pagemap's owner.
+            i = unsafe {
+                bindings::zone_device_next_untagged(first.as_ptr(), i, end, tag as *mut _)
+            };
+            if i >= end {
+                return Ok(());
+            }
+            if !self.gone.get(i) {
+                // SAFETY: A helper reading `current`'s signal state.
+                if unsafe { bindings::zone_device_fatal_signal_pending() } {
+                    return Err(EINTR);
+                }
+                self.zero(i);
+                self.set_tag(i, tag);
+                // SAFETY: Sleeping is allowed here (documented).
+                unsafe { bindings::zone_device_cond_resched() };
+            }
+            i += 1;
+        }
     }
 }
 
