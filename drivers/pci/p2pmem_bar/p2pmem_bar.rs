@@ -112,7 +112,7 @@ fn choose_bar(pdev: &pci::Device<Core<'_>>) -> Result<MemBar> {
     let mut best: Option<MemBar> = None;
     for index in 0..6 {
         if let Ok(BarKind::Mem(b)) = pdev.bar_kind(index) {
-            if b.is_64bit() && b.is_prefetchable() && best.is_none_or(|x| b.len() > x.len()) {
+            if b.is_64bit() && b.is_prefetchable() && best.is_none_or(|x| b.size() > x.size()) {
                 best = Some(b);
             }
         }
@@ -132,16 +132,16 @@ fn choose(pdev: &pci::Device<Core<'_>>) -> Result<Choice> {
     let bar = choose_bar(pdev)?;
     let offset = module_parameters::offset.value();
     let size = match module_parameters::size.value() {
-        0 => bar.len().saturating_sub(offset),
+        0 => bar.size().saturating_sub(offset),
         s => s,
     };
     let index = bar.index();
-    let fits = offset.checked_add(size).is_some_and(|end| end <= bar.len());
+    let fits = offset.checked_add(size).is_some_and(|end| end <= bar.size());
     if !fits || size == 0 {
         dev_err!(
             pdev,
             "offset={offset:#x} size={size:#x}: does not fit in BAR {index} ({:#x} bytes)\n",
-            bar.len()
+            bar.size()
         );
         return Err(EINVAL);
     }

@@ -101,8 +101,8 @@ impl MemBar {
         self.start
     }
 
-    /// The size of the BAR in bytes.
-    pub fn len(&self) -> u64 {
+    /// The size of the BAR in bytes (never zero).
+    pub fn size(&self) -> u64 {
         self.len
     }
 
