@@ -136,7 +136,9 @@ fn choose(pdev: &pci::Device<Core<'_>>) -> Result<Choice> {
         s => s,
     };
     let index = bar.index();
-    let fits = offset.checked_add(size).is_some_and(|end| end <= bar.size());
+    let fits = offset
+        .checked_add(size)
+        .is_some_and(|end| end <= bar.size());
     if !fits || size == 0 {
         dev_err!(
             pdev,
