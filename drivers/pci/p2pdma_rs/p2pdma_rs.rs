@@ -16,9 +16,9 @@
 //!
 //! - `mmap` reserves the whole length from the device's pool (`ENOMEM` if it does not
 //!   fit) in a [`vma::Map`] shared by every VMA made from the mapping (split, fork,
-//!   mremap), and inserts nothing (it does no work per page); `fault` inserts one
-//!   page, as a normal refcounted page behind a normal PTE, so GUP, GUP-fast and
-//!   `O_DIRECT` see a real page;
+//!   mremap), and inserts nothing (per page it only checks that the page is clean);
+//!   `fault` inserts one page, as a normal refcounted page behind a normal PTE, so GUP,
+//!   GUP-fast and `O_DIRECT` see a real page;
 //! - no mapping sees data of an earlier one, and no fault clears memory: pages are
 //!   cleared when they come back from a mapping, in a worker, and `mmap` clears only
 //!   the pages of its range not known to be clean ([`pool`]);
