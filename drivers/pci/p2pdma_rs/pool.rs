@@ -167,16 +167,19 @@ impl Reservation {
         self.pages.any_live_in(start, end)
     }
 
-    /// Moves pages `start..end` into a reservation of their own, whose page state
-    /// lives in `mem`, to be released after a grace period (they count as on their way
-    /// back meanwhile). Gives `mem` back if there is nothing to move. Does not sleep.
+    /// Moves pages `start..end`, after [`Reservation::give_back_part`], into a
+    /// reservation of their own, whose page state lives in `mem`, to be released after
+    /// a grace period (they count as on their way back meanwhile). Gives `mem` back if
+    /// there is nothing to move. Does not sleep.
     pub(crate) fn split_off(
         &mut self,
         start: usize,
         end: usize,
         mem: SplitState,
     ) -> core::result::Result<Self, SplitState> {
-        if !self.give_back_part(start, end) {
+        // `give_back_part` ran before `mem` was allocated; a racing release of the
+        // same part may have taken its live pages since.
+        if !self.pages.any_live_in(start, end) {
             return Err(mem);
         }
         let mut part = Self {

@@ -15,7 +15,7 @@
 //! and the others after an RCU grace period, from a worker that clears them
 //! ([`RcuBox`]). When a VMA that is not the map's last closes, the parts of its range
 //! that no other VMA of the map still maps are released the same way: VMAs are filed
-//! in the device file's reverse map at the frame numbers of their pages
+//! in the device file's reverse map at their pages' index in the device's pagemap
 //! ([`Map::base`]), where [`ClosingVma::for_each_unmapped_part`] looks.
 
 use crate::{
@@ -138,8 +138,7 @@ struct P2pDevice {
     /// unbind waits for the faults in progress between revoking and zapping.
     #[pin]
     faults: Srcu,
-    /// Pages on their way back to the pool (`mmap` waits for them), and which free
-    /// pages are clean.
+    /// Pages on their way back to the pool (`mmap` waits for them).
     pool: Arc<PoolState>,
 }
 

@@ -114,8 +114,8 @@ impl LivePage<'_> {
         unsafe { zero_page_at(self.addr) };
     }
 
-    /// Sets the page's owner tag (see [`DevicePages::tag`]); it stays with the page
-    /// while the page is free.
+    /// Sets the page's owner tag (see [`DevicePages::set_tag`]); it stays with the
+    /// page while the page is free.
     pub fn set_tag(&mut self, tag: usize) {
         // SAFETY: The page is valid; `zone_device_data` belongs to the pagemap's owner.
         unsafe { bindings::page_set_zone_device_data(self.page.as_ptr(), tag as *mut _) };
@@ -303,16 +303,6 @@ impl<A: FreeRange> DevicePages<A> {
         i < self.count && self.live.get(i)
     }
 
-    /// Whether page `i` is unused: reserved, never made live, not given back.
-    pub fn is_unused(&self, i: usize) -> bool {
-        i < self.count && !self.live.get(i) && !self.gone.get(i)
-    }
-
-    /// Whether any page is live.
-    pub fn any_live(&self) -> bool {
-        self.live.0.iter().any(|w| *w != 0)
-    }
-
     /// Whether any page among `start..end` is live.
     pub fn any_live_in(&self, start: usize, end: usize) -> bool {
         let end = end.min(self.count);
@@ -383,27 +373,15 @@ impl<A: FreeRange> DevicePages<A> {
         self.live.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
-    /// The owner tag of page `i` if it is unused or live, else `None`.
-    ///
-    /// The tag is whatever the owner last stored with [`DevicePages::set_tag`] or
-    /// [`LivePage::set_tag`], possibly under an earlier reservation of the page; zero
-    /// if it never did. Others who allocate the page from the same allocator may leave
-    /// it as it is: the owner must be able to tell that this happened.
-    pub fn tag(&self, i: usize) -> Option<usize> {
-        if i >= self.count || self.gone.get(i) {
-            return None;
-        }
-        // SAFETY: The page is ours and valid; `zone_device_data` belongs to the
-        // pagemap's owner (the safety requirement of `new`).
-        Some(unsafe { bindings::page_zone_device_data(self.page_at(i).as_ptr()) } as usize)
-    }
-
-    /// Sets the owner tag of page `i` if it is unused or live.
+    /// Sets the owner tag of page `i` if it is unused or live: a value the owner finds
+    /// again with [`DevicePages::zero_untagged`] when it reserves the page later, if
+    /// nothing that allocated the page meanwhile reset it. Zero marks nothing.
     pub fn set_tag(&mut self, i: usize, tag: usize) {
         if i >= self.count || self.gone.get(i) {
             return;
         }
-        // SAFETY: As in `tag`.
+        // SAFETY: The page is ours and valid; `zone_device_data` belongs to the
+        // pagemap's owner (the safety requirement of `new`).
         unsafe { bindings::page_set_zone_device_data(self.page_at(i).as_ptr(), tag as *mut _) };
     }
 
@@ -520,16 +498,6 @@ impl<A: FreeRange> DevicePages<A> {
         unsafe { bindings::zone_device_get_page(page.as_ptr()) };
         // INVARIANT: the reference just taken is the new object's.
         Some(DevicePageRef { page })
-    }
-
-    /// Live page `i`, borrowed from `self`; `None` if it is out of range or not live.
-    pub fn page(&self, i: usize) -> Option<BorrowedPage<'_>> {
-        if !self.is_live(i) {
-            return None;
-        }
-        // SAFETY: By the type invariant page `i` is live and we hold a reference on it
-        // for as long as `self` is borrowed.
-        Some(unsafe { BorrowedPage::from_raw(self.page_at(i)) })
     }
 
     /// Fills page `i` with zeroes through the kernel mapping, if it is unused or
