@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#include <linux/huge_mm.h>
 #include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/page_ref.h>
@@ -91,4 +92,40 @@ rust_helper_zone_device_next_untagged(struct page *first, unsigned long from,
 		if (pfn_to_page(pfn + from)->zone_device_data != tag)
 			break;
 	return from;
+}
+
+__rust_helper unsigned long rust_helper_zone_device_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+__rust_helper void rust_helper_zone_device_folio_make(struct page *page,
+						      unsigned int order)
+{
+	zone_device_folio_init_unlocked(page_folio(page), page_pgmap(page), order);
+}
+
+__rust_helper bool rust_helper_zone_device_is_folio_head(struct page *page,
+							 unsigned int order)
+{
+	struct folio *folio = page_folio(page);
+
+	return &folio->page == page && folio_order(folio) == order &&
+	       folio_is_zone_device(folio) && !folio_test_anon(folio);
+}
+
+__rust_helper vm_fault_t rust_helper_zone_device_insert_folio_pmd(struct vm_fault *vmf,
+								  struct page *page,
+								  bool write)
+{
+#ifdef CONFIG_TRANSPARENT_HUGEPAGE
+	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
+
+	/* A page table below the PMD already: map single pages (as DAX does). */
+	if (!pmd_none(pmd) && !pmd_trans_huge(pmd))
+		return VM_FAULT_FALLBACK;
+	return vmf_insert_folio_pmd(vmf, page_folio(page), write);
+#else
+	return VM_FAULT_FALLBACK;
+#endif
 }

@@ -81,11 +81,47 @@ impl GenPool {
         })
     }
 
+    /// Allocates `size` bytes at an address that is a multiple of `align` (a power of
+    /// two), first fit.
+    ///
+    /// Returns `None` when no such free range exists, and for an `align` that is not a
+    /// power of two or does not fit in a C `int`. Never sleeps.
+    pub fn alloc_owner_aligned(&self, size: usize, align: usize) -> Option<GenAlloc> {
+        if !align.is_power_of_two() {
+            return None;
+        }
+        let mut data = bindings::genpool_data_align {
+            align: align.try_into().ok()?,
+        };
+        let mut owner: *mut c_void = core::ptr::null_mut();
+        // SAFETY: By the type invariant the pool is valid; `gen_pool_first_fit_align`
+        // reads `data`, which lives for the call, as its `genpool_data_align`; `owner` is
+        // a valid place to store the owner pointer.
+        let addr = unsafe {
+            bindings::gen_pool_alloc_algo_owner(
+                self.as_raw(),
+                size,
+                Some(bindings::gen_pool_first_fit_align),
+                (&raw mut data).cast(),
+                &mut owner,
+            )
+        };
+        if addr == 0 {
+            return None;
+        }
+        Some(GenAlloc {
+            addr: addr as usize,
+            size,
+            owner,
+        })
+    }
+
     /// Gives an allocation back to the pool.
     ///
     /// # Safety
     ///
-    /// `alloc` must have been returned by [`GenPool::alloc_owner`] of this pool and not
+    /// `alloc` must have been returned by [`GenPool::alloc_owner`] or
+    /// [`GenPool::alloc_owner_aligned`] of this pool and not
     /// freed since, and nothing may use the range afterwards.
     pub unsafe fn free(&self, alloc: GenAlloc) {
         // SAFETY: The caller guarantees the range was allocated from this pool and is
@@ -224,6 +260,37 @@ mod tests {
         unsafe { pool.free(c) };
         drop(pool);
         drop(backing);
+        Ok(())
+    }
+
+    #[test]
+    fn aligned_allocations() -> Result {
+        let pool = OwnedGenPool::new(12, -1)?;
+        // genalloc never touches the memory it hands out: any address range will do.
+        let base = 0x10_3000;
+        // SAFETY: The range is never dereferenced, and no allocation outlives the pool.
+        unsafe { pool.add_owner(base, 64 * PAGE, core::ptr::null_mut())? };
+        let a = pool
+            .alloc_owner_aligned(4 * PAGE, 16 * PAGE)
+            .ok_or(ENOMEM)?;
+        assert_eq!(a.addr, 0x11_0000);
+        // A single page goes first fit, before the aligned block.
+        let b = pool.alloc_owner(PAGE).ok_or(ENOMEM)?;
+        assert_eq!(b.addr, base);
+        let c = pool
+            .alloc_owner_aligned(32 * PAGE, 32 * PAGE)
+            .ok_or(ENOMEM)?;
+        assert_eq!(c.addr, 0x12_0000);
+        // 0x100000 is below the pool, 0x140000 has 3 pages left.
+        assert!(pool.alloc_owner_aligned(4 * PAGE, 64 * PAGE).is_none());
+        assert!(pool.alloc_owner_aligned(PAGE, 3 * PAGE).is_none());
+        // SAFETY: `a`, `b` and `c` came from this pool and are freed once.
+        unsafe {
+            pool.free(a);
+            pool.free(b);
+            pool.free(c);
+        }
+        assert_eq!(pool.avail(), 64 * PAGE);
         Ok(())
     }
 

@@ -25,7 +25,8 @@
 use kernel::{
     mm::zone_device::{
         DevicePageRef,
-        SplitState, //
+        SplitState,
+        PMD_ORDER, //
     },
     new_condvar, new_spinlock,
     page::PAGE_SIZE,
@@ -143,8 +144,13 @@ impl Reservation {
     /// Reserves `len` bytes (page-aligned) of p2pmem from `pool`, every page clean:
     /// the pages not known to be clean are cleared here. Fails with `EINTR` if the
     /// task is killed meanwhile.
+    ///
+    /// The range is 2 MiB-aligned if the pool has such a range free and `len` is at
+    /// least that, so that its aligned 2 MiB units can be mapped as PMD-sized folios
+    /// ([`Reservation::folio_for_mapping`]). Such a folio goes back to the pool whole,
+    /// once no VMA maps any page of it (closing VMAs look at whole 2 MiB blocks).
     pub(crate) fn new(pool: &P2pPool, state: &Arc<PoolState>, len: usize) -> Result<Self> {
-        let mut pages = pool.alloc_pages(len, GFP_KERNEL)?;
+        let mut pages = pool.alloc_pages(len, PMD_ORDER, GFP_KERNEL)?;
         // On failure the pages go back to the pool, the ones cleared so far tagged.
         pages.zero_untagged(0, pages.len(), CLEAN)?;
         Ok(Self {
@@ -160,11 +166,14 @@ impl Reservation {
     }
 
     /// Pages `start..end` are mapped no more: gives the ones never faulted in back to
-    /// the pool now; returns whether pages that were faulted in remain among them,
-    /// which [`Reservation::split_off`] can then take away.
-    pub(crate) fn give_back_part(&mut self, start: usize, end: usize) -> bool {
+    /// the pool now. Returns the part of the range that [`Reservation::split_off`] can
+    /// then take away if pages that were faulted in remain there: the range without
+    /// the live folios that cross its ends, which still have pages mapped elsewhere
+    /// and stay with the reservation.
+    pub(crate) fn give_back_part(&mut self, start: usize, end: usize) -> Option<(usize, usize)> {
         self.pages.give_back(start, end);
-        self.pages.any_live_in(start, end)
+        let (start, end) = self.pages.splittable(start, end);
+        self.pages.any_live_in(start, end).then_some((start, end))
     }
 
     /// Moves pages `start..end`, after [`Reservation::give_back_part`], into a
@@ -192,13 +201,25 @@ impl Reservation {
     }
 
     /// Page `index`, made live first if the mapping has not seen it yet (it is clean
-    /// then, and from now on the mapping's), with a reference of the caller's.
+    /// then, and from now on the mapping's), with a reference of the caller's. The
+    /// page may be part of a PMD-sized folio made live before.
     pub(crate) fn page_for_mapping(&mut self, index: usize) -> Option<DevicePageRef> {
         if self.pages.make_live(index)? {
             // The mapping may write it: no longer known to be clean.
             self.pages.set_tag(index, 0);
         }
         self.pages.get(index)
+    }
+
+    /// The PMD-sized folio that starts at page `index`, made live first as
+    /// [`Reservation::page_for_mapping`] does, as a reference on its first page;
+    /// `None` if the pages there cannot be one folio (not aligned, or some of them
+    /// given back or made live one by one before).
+    pub(crate) fn folio_for_mapping(&mut self, index: usize) -> Option<DevicePageRef> {
+        if self.pages.make_folio_live(index)? {
+            self.pages.set_tag(index, 0);
+        }
+        self.pages.get_folio(index)
     }
 
     /// Gives the pages the mapping never faulted in back to the pool now; returns
@@ -225,6 +246,7 @@ impl Drop for Reservation {
         let mut start = 0;
         while start < n {
             let end = n.min(start + RELEASE_CHUNK);
+            // A folio crossing `end` is released whole; the next chunk skips it.
             let released = self.pages.release_live(start, end, |page| {
                 if clear && page.is_sole_reference() {
                     page.zero();

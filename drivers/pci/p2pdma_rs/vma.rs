@@ -27,10 +27,10 @@ use crate::{
 };
 use kernel::{
     fs::File,
-    mm::zone_device::SplitState,
+    mm::zone_device::{SplitState, PMD_ORDER},
     mm::{
         virt::VmaNew,
-        vm_ops::{ClosingVma, VmFault, VmFaultResult, VmOperations},
+        vm_ops::{ClosingVma, HugeFault, VmFault, VmFaultResult, VmOperations},
     },
     new_mutex, new_spinlock, new_srcu,
     pci::{
@@ -85,17 +85,18 @@ impl MapPages {
     /// that were faulted in remain, outside the lock. Without that memory they stay
     /// with the map until it goes.
     fn release_part(&self, start: usize, end: usize) {
-        let live = {
+        let part = {
             let mut state = self.state.lock();
             let revoked = state.revoked;
             match state.pages.as_mut() {
                 Some(res) if !revoked => res.give_back_part(start, end),
-                _ => false,
+                _ => None,
             }
         };
-        if !live {
+        // A folio of which another VMA still maps a page stays: the range may shrink.
+        let Some((start, end)) = part else {
             return;
-        }
+        };
         // Once split off, the pages must wait for the grace period: allocate first.
         let Ok(mut part) = RcuBox::new(None, GFP_KERNEL) else {
             return;
@@ -254,8 +255,11 @@ impl VmOperations for MapOps {
         // Another VMA may still map all of this one's range, or part of it: release
         // the rest now. A racing close of the other VMA may find the same parts; the
         // second release of a part finds nothing left to do.
-        vma.for_each_unmapped_part(|first, end| {
-            if let (Some(s), Some(e)) = (first.checked_sub(map.base), end.checked_sub(map.base)) {
+        // Look at whole 2 MiB blocks around the range: a folio goes back once no VMA
+        // maps any page of it, even when this VMA had only part of it.
+        vma.for_each_unmapped_part(1 << PMD_ORDER, |first, end| {
+            let (s, e) = (first.saturating_sub(map.base), end.saturating_sub(map.base));
+            if s < e {
                 map.pages.release_part(s, e);
             }
         });
@@ -283,6 +287,32 @@ impl VmOperations for MapOps {
         match page {
             Some(page) => vmf.insert_page(&page.page()),
             None => VmFaultResult::SIGBUS,
+        }
+    }
+
+    fn huge_fault(map: ArcBorrow<'_, Map>, vmf: &HugeFault<'_>) -> VmFaultResult {
+        // Where no PMD can map the range, `fault` maps its pages one by one.
+        if !vmf.pmd_suitable() {
+            return VmFaultResult::FALLBACK;
+        }
+        let Some(index) = vmf.pmd_pgoff().checked_sub(map.base) else {
+            return VmFaultResult::SIGBUS;
+        };
+        // As in `fault`.
+        let _fault = map.dev.faults.read_lock();
+        let folio = {
+            let mut state = map.pages.state.lock();
+            if state.revoked {
+                return VmFaultResult::SIGBUS;
+            }
+            let Some(res) = state.pages.as_mut() else {
+                return VmFaultResult::SIGBUS;
+            };
+            res.folio_for_mapping(index)
+        };
+        match folio {
+            Some(folio) => vmf.insert_folio_pmd(&folio),
+            None => VmFaultResult::FALLBACK,
         }
     }
 }
@@ -337,6 +367,8 @@ impl P2pMmap for P2pMem {
         // Nothing below can fail.
         vma.set_dontexpand();
         vma.set_dontdump();
+        // Faults map aligned 2 MiB of the reservation with one PMD where they can.
+        vma.set_hugepage();
         vma.set_file(&dev.file);
         vma.set_vm_ops::<MapOps>(map);
         Ok(())

@@ -14,13 +14,20 @@
 //! - when a VMA goes away, `close` consumes its data, and can find which part of its
 //!   range of the file no other VMA of the same mapping still maps
 //!   ([`ClosingVma::for_each_unmapped_part`]);
-//! - `fault` gets the data borrowed and a [`VmFault`], which can insert a page.
+//! - `fault` gets the data borrowed and a [`VmFault`], which can insert a page;
+//! - `huge_fault`, if implemented, gets a [`HugeFault`] where the mm core would map a
+//!   whole PMD, and can insert a PMD-sized folio of device memory there.
 //!
 //! Pages inserted with [`VmFault::insert_page`] are normal refcounted pages behind a
-//! normal PTE: the VMA is neither `VM_MIXEDMAP` nor `VM_PFNMAP`, so GUP and GUP-fast
-//! see ordinary pages, and fork copies no PTEs (the child faults its own).
+//! normal PTE, and folios inserted with [`HugeFault::insert_folio_pmd`] normal
+//! refcounted folios behind a normal PMD: the VMA is neither `VM_MIXEDMAP` nor
+//! `VM_PFNMAP`, so GUP and GUP-fast see ordinary pages, and fork copies no page table
+//! entries (the child faults its own).
 
-use super::virt::{VmaNew, VmaRef};
+use super::{
+    virt::{VmaNew, VmaRef},
+    zone_device::{DevicePageRef, PMD_ORDER},
+};
 use crate::{bindings, page::Page, prelude::*, types::ForeignOwnable, types::Opaque};
 use core::marker::PhantomData;
 
@@ -35,6 +42,9 @@ impl VmFaultResult {
     pub const SIGBUS: Self = Self(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
     /// Out of memory (`VM_FAULT_OOM`).
     pub const OOM: Self = Self(bindings::vm_fault_reason_VM_FAULT_OOM);
+    /// A huge fault cannot be served at this size: the mm core falls back to smaller
+    /// page table entries (`VM_FAULT_FALLBACK`).
+    pub const FALLBACK: Self = Self(bindings::vm_fault_reason_VM_FAULT_FALLBACK);
 
     /// The raw `vm_fault_t`.
     pub fn as_raw(self) -> bindings::vm_fault_t {
@@ -99,17 +109,117 @@ impl VmFault {
     ///
     /// Only for shared mappings: in a private (copy-on-write) mapping a write would go
     /// to `page` itself instead of a private copy, so there this returns
-    /// [`VmFaultResult::SIGBUS`] and maps nothing.
+    /// [`VmFaultResult::SIGBUS`] and maps nothing; the same in a `VM_PFNMAP` VMA, whose
+    /// page table entries the mm core zaps without dropping page references.
     pub fn insert_page(&self, page: &Page) -> VmFaultResult {
+        use crate::mm::virt::flags;
+        let vm_flags = self.vma().flags();
         // A shared mapping of a file opened read-only lacks `VM_SHARED` but also
         // `VM_MAYWRITE`: `VM_MAYSHARE` is what every shared mapping has.
-        if self.vma().flags() & crate::mm::virt::flags::MAYSHARE == 0 {
+        if vm_flags & flags::MAYSHARE == 0 || vm_flags & flags::PFNMAP != 0 {
             return VmFaultResult::SIGBUS;
         }
         // SAFETY: By the type invariant the fault is in progress; `page` is a valid,
         // live page (`vmf_insert_page_mkwrite` refuses anonymous and typed pages).
         VmFaultResult(unsafe {
             bindings::vmf_insert_page_mkwrite(self.0.get(), page.as_ptr(), self.is_write())
+        })
+    }
+}
+
+/// A page fault that the mm core would serve with a PMD (or larger) entry,
+/// `struct vm_fault` passed to `huge_fault`.
+///
+/// Only available inside [`VmOperations::huge_fault`]. What a [`VmFault`] tells is
+/// available through [`HugeFault::fault`]; single pages are inserted by
+/// [`VmOperations::fault`] after a [`VmFaultResult::FALLBACK`], not here.
+///
+/// # Invariants
+///
+/// As for [`VmFault`]; `order` is the order of the entry the mm core asks for.
+pub struct HugeFault<'a> {
+    vmf: &'a VmFault,
+    order: u32,
+}
+
+impl HugeFault<'_> {
+    /// The fault.
+    pub fn fault(&self) -> &VmFault {
+        self.vmf
+    }
+
+    /// The order of the page table entry asked for: [`PMD_ORDER`] for a PMD.
+    pub fn order(&self) -> u32 {
+        self.order
+    }
+
+    /// The first user address of the PMD-sized range that the faulting address is in.
+    pub fn pmd_address(&self) -> usize {
+        self.vmf.address() & !((crate::page::PAGE_SIZE << PMD_ORDER) - 1)
+    }
+
+    /// The offset in the mapping, in pages, of [`HugeFault::pmd_address`].
+    pub fn pmd_pgoff(&self) -> usize {
+        self.vmf.pgoff() - ((self.vmf.address() - self.pmd_address()) >> crate::page::PAGE_SHIFT)
+    }
+
+    /// Whether a PMD can map the faulting address here: a PMD is asked for, the
+    /// PMD-sized range is inside the VMA, and the VMA's file offset is aligned like
+    /// its addresses (`thp_vma_suitable_order()`).
+    pub fn pmd_suitable(&self) -> bool {
+        use crate::page::PAGE_SHIFT;
+        let vma = self.vmf.vma();
+        let start = self.pmd_address();
+        let pages = 1usize << PMD_ORDER;
+        // The VMA's `vm_pgoff`: the offset of its first page.
+        let vm_pgoff = self.vmf.pgoff() - ((self.vmf.address() - vma.start()) >> PAGE_SHIFT);
+        self.order == PMD_ORDER
+            && start >= vma.start()
+            && start + (pages << PAGE_SHIFT) <= vma.end()
+            && (vma.start() >> PAGE_SHIFT).wrapping_sub(vm_pgoff) % pages == 0
+    }
+
+    /// Maps `folio`, the first page of a live PMD-sized ZONE_DEVICE folio, with one PMD
+    /// entry over [`HugeFault::pmd_address`], with the VMA's protection, writable (and
+    /// dirty) if this is a write fault, with `vmf_insert_folio_pmd()`.
+    ///
+    /// The PMD takes its own reference on the folio. Returns
+    /// [`VmFaultResult::NOPAGE`] on success or when another thread mapped the range
+    /// first, and [`VmFaultResult::FALLBACK`] (nothing mapped: the mm core faults in
+    /// single pages) if no PMD can map the address (see [`HugeFault::pmd_suitable`])
+    /// or `folio` is not the first page of a PMD-sized folio of device memory.
+    ///
+    /// Only for shared mappings, as [`VmFault::insert_page`]: returns
+    /// [`VmFaultResult::SIGBUS`] in a private one. Returns [`VmFaultResult::FALLBACK`]
+    /// in a `VM_MIXEDMAP` or `VM_PFNMAP` VMA, whose PMDs the mm core splits without
+    /// dropping the folio's reference, and where a page table is below the PMD
+    /// already.
+    pub fn insert_folio_pmd(&self, folio: &DevicePageRef) -> VmFaultResult {
+        use crate::mm::virt::flags;
+        let vm_flags = self.vmf.vma().flags();
+        if vm_flags & flags::MAYSHARE == 0 {
+            return VmFaultResult::SIGBUS;
+        }
+        if vm_flags & (flags::MIXEDMAP | flags::PFNMAP) != 0 {
+            return VmFaultResult::FALLBACK;
+        }
+        let page = folio.page();
+        // SAFETY: `page` is valid: `folio` holds a reference on it.
+        let head = unsafe { bindings::zone_device_is_folio_head(page.as_ptr(), PMD_ORDER) };
+        if !self.pmd_suitable() || !head {
+            return VmFaultResult::FALLBACK;
+        }
+        // SAFETY: By the type invariant the fault is in progress and asks for a PMD
+        // (`vmf->pmd` is the PMD to fill); the PMD-sized range is inside the VMA, which
+        // is a shared one. `page` is the first page of a live, non-anonymous ZONE_DEVICE
+        // folio of PMD order, aligned as every such folio; `folio` holds a reference on
+        // it for the call, and the PMD takes its own.
+        VmFaultResult(unsafe {
+            bindings::zone_device_insert_folio_pmd(
+                self.vmf.0.get(),
+                page.as_ptr(),
+                self.vmf.is_write(),
+            )
         })
     }
 }
@@ -152,9 +262,11 @@ impl ClosingVma {
     }
 
     /// Calls `f(first, end)` for each part `[first, end)` (in pages of the file) of this
-    /// VMA's range of its file that no other VMA with the same operations and the same
-    /// data (a part split off it, a copy made by `fork`, the destination of an
-    /// `mremap`) maps any more, in increasing order.
+    /// VMA's range of its file, widened at both ends to a multiple of `align` pages (1:
+    /// not widened), that no other VMA with the same operations and the same data (a
+    /// part split off it, a copy made by `fork`, the destination of an `mremap`) maps
+    /// any more, in increasing order. Widening finds the unmapped neighbours of the
+    /// range too: what a driver that hands out blocks of `align` pages can give back.
     ///
     /// "The same data" is the same `vm_private_data` pointer: this finds the other VMAs
     /// of a mapping when [`VmOperations::open`] shares the data (an `Arc`, whose copies
@@ -163,13 +275,20 @@ impl ClosingVma {
     /// Such a part can be given up when this returns, if nothing else can map it: the
     /// page table entries this VMA had are gone, lockless page table walkers aside.
     /// Takes the file's `i_mmap_rwsem` for reading, not while calling `f`.
-    pub fn for_each_unmapped_part(&self, mut f: impl FnMut(usize, usize)) {
+    pub fn for_each_unmapped_part(&self, align: usize, mut f: impl FnMut(usize, usize)) {
         const BATCH: usize = 16;
         let vma = self.raw();
         let file = vma.vm_file;
-        let first = self.pgoff();
-        let last = first + ((self.end() - self.start()) >> crate::page::PAGE_SHIFT);
-        if file.is_null() || first == last {
+        let align = align.max(1);
+        let pages = (self.end() - self.start()) >> crate::page::PAGE_SHIFT;
+        let first = self.pgoff() - self.pgoff() % align;
+        let Some(last) = (self.pgoff() + pages)
+            .checked_next_multiple_of(align)
+            .filter(|_| pages != 0)
+        else {
+            return;
+        };
+        if file.is_null() {
             return;
         }
         // SAFETY: The VMA holds a reference on its file.
@@ -251,6 +370,19 @@ pub trait VmOperations: Sized + 'static {
 
     /// Handles a page fault in the VMA.
     fn fault(data: <Self::Data as ForeignOwnable>::Borrowed<'_>, vmf: &VmFault) -> VmFaultResult;
+
+    /// Handles a page fault that the mm core would serve with a PMD (or larger) entry:
+    /// in a VMA that allows transparent huge pages (`VM_HUGEPAGE`, see
+    /// [`VmaNew::set_hugepage`], with THP set to `madvise`, or THP set to `always`)
+    /// where no page table exists yet below the PMD, or on a write to a read-only
+    /// PMD. Return [`VmFaultResult::FALLBACK`] to have the address served by
+    /// [`VmOperations::fault`] instead.
+    fn huge_fault(
+        _data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        _vmf: &HugeFault<'_>,
+    ) -> VmFaultResult {
+        build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
 }
 
 struct Adapter<T: VmOperations>(PhantomData<T>);
@@ -260,6 +392,11 @@ impl<T: VmOperations> Adapter<T> {
         open: Some(Self::open),
         close: Some(Self::close),
         fault: Some(Self::fault),
+        huge_fault: if T::HAS_HUGE_FAULT {
+            Some(Self::huge_fault)
+        } else {
+            None
+        },
         ..pin_init::zeroed()
     };
 
@@ -311,6 +448,21 @@ impl<T: VmOperations> Adapter<T> {
         let data = unsafe { T::Data::borrow((*vmf.vma().as_ptr()).vm_private_data) };
         T::fault(data, vmf).as_raw()
     }
+
+    /// # Safety
+    ///
+    /// Called by the huge fault handler for a VMA with these `vm_ops`.
+    unsafe extern "C" fn huge_fault(
+        vmf: *mut bindings::vm_fault,
+        order: core::ffi::c_uint,
+    ) -> bindings::vm_fault_t {
+        // SAFETY: A fault is in progress on a VMA with these ops.
+        let vmf = unsafe { VmFault::from_raw(vmf) };
+        // SAFETY: As in `fault`.
+        let data = unsafe { T::Data::borrow((*vmf.vma().as_ptr()).vm_private_data) };
+        // INVARIANT: the mm core asks for an entry of this order.
+        T::huge_fault(data, &HugeFault { vmf, order }).as_raw()
+    }
 }
 
 impl VmaNew {
@@ -328,6 +480,16 @@ impl VmaNew {
             (*self.as_ptr()).vm_private_data = ptr;
             (*self.as_ptr()).vm_ops = Adapter::<T>::vtable();
         }
+    }
+
+    /// Marks the VMA for transparent huge pages (`VM_HUGEPAGE`, as `MADV_HUGEPAGE`
+    /// does): with THP set to `madvise`, faults in it reach
+    /// [`VmOperations::huge_fault`]. Userspace can take it back with
+    /// `MADV_NOHUGEPAGE`.
+    pub fn set_hugepage(&self) {
+        // SAFETY: The VMA is being set up by its `mmap` handler and not yet visible to
+        // other threads (`VmaNew` is `!Sync`); `VM_HUGEPAGE` is a valid flag on any VMA.
+        unsafe { (*self.as_ptr()).__bindgen_anon_2.vm_flags |= crate::mm::virt::flags::HUGEPAGE };
     }
 
     /// Sets the VMA's offset in its file, in pages: where in the object the mmap handler

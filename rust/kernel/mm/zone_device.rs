@@ -24,6 +24,15 @@
 //! never touches afterwards): a driver can record there, for example, that it cleared a
 //! page before giving it back, and find the mark when it reserves the page again.
 //!
+//! A range can also hand out large folios: `1 << order` pages of it that are aligned
+//! in physical memory and all unused can become one live folio
+//! ([`DevicePages::make_folio_live`]), which a fault handler can map with one PMD entry
+//! ([`HugeFault::insert_folio_pmd`]) or page by page. Its pages are single pages again once the folio
+//! is freed (the pagemap's `folio_free` calls `zone_device_folio_split_free()`), so the
+//! allocator and its other users only ever see single pages. A large folio's tag is its
+//! first page's; the others' hold folio metadata while it is live, and get the first
+//! page's tag when it is freed.
+//!
 //! This is not [`Page`]'s ownership model: an owned [`Page`] is freed with
 //! `__free_pages()`, which must never see a ZONE_DEVICE page.
 
@@ -34,6 +43,12 @@ use crate::{
     page::{BorrowedPage, Page, PAGE_SIZE},
 };
 use core::ptr::NonNull;
+
+#[cfg(doc)]
+use crate::mm::vm_ops::HugeFault;
+
+/// The order of a folio that one PMD entry maps (2 MiB of 4 KiB pages on x86-64).
+pub const PMD_ORDER: u32 = bindings::PMD_ORDER;
 
 /// The allocator a range of ZONE_DEVICE pages came from, which takes back the part
 /// of it that was never made live.
@@ -72,6 +87,18 @@ impl Bits {
         self.0[i / 64] &= !(1 << (i % 64));
     }
 
+    fn set_range(&mut self, from: usize, to: usize) {
+        for i in from..to {
+            self.set(i);
+        }
+    }
+
+    fn clear_range(&mut self, from: usize, to: usize) {
+        for i in from..to {
+            self.clear(i);
+        }
+    }
+
     /// The first index in `from..to` whose bit is set, or `to`.
     fn next_set(&self, mut from: usize, to: usize) -> usize {
         while from < to {
@@ -89,9 +116,13 @@ impl Bits {
 
 /// A live page being released by [`DevicePages::release_live`], while the reference
 /// that the [`DevicePages`] owns is still held.
+///
+/// A large folio is released as one: the page is its first, and [`LivePage::zero`]
+/// and [`LivePage::set_tag`] act on the whole folio.
 pub struct LivePage<'a> {
     page: NonNull<bindings::page>,
     addr: usize,
+    pages: usize,
     _p: core::marker::PhantomData<&'a ()>,
 }
 
@@ -107,15 +138,27 @@ impl LivePage<'_> {
         unsafe { bindings::page_ref_count(self.page.as_ptr()) == 1 }
     }
 
-    /// Fills the page with zeroes; see [`DevicePages::zero`].
+    /// Number of pages: 1, or those of a large folio.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// Fills the page (every page of a large folio) with zeroes; see
+    /// [`DevicePages::zero`].
     pub fn zero(&mut self) {
-        // SAFETY: The page is ours (we hold a reference) and mapped at `addr` in the
-        // kernel's direct map.
-        unsafe { zero_page_at(self.addr) };
+        for i in 0..self.pages {
+            // SAFETY: The pages are ours (we hold a reference) and mapped from `addr` on
+            // in the kernel's direct map.
+            unsafe { zero_page_at(self.addr + i * PAGE_SIZE) };
+            if i % 64 == 63 {
+                // SAFETY: Releasing may sleep (see `DevicePages::release_live`).
+                unsafe { bindings::zone_device_cond_resched() };
+            }
+        }
     }
 
     /// Sets the page's owner tag (see [`DevicePages::set_tag`]); it stays with the
-    /// page while the page is free.
+    /// page while the page is free (with each page of a large folio).
     pub fn set_tag(&mut self, tag: usize) {
         // SAFETY: The page is valid; `zone_device_data` belongs to the pagemap's owner.
         unsafe { bindings::page_set_zone_device_data(self.page.as_ptr(), tag as *mut _) };
@@ -159,6 +202,7 @@ impl Drop for DevicePageRef {
 pub struct SplitState {
     live: Bits,
     gone: Bits,
+    folios: Bits,
     count: usize,
 }
 
@@ -168,6 +212,8 @@ impl SplitState {
         Ok(Self {
             live: Bits::new(count, flags)?,
             gone: Bits::new(count, flags)?,
+            // A bit per page: enough for folios of any order.
+            folios: Bits::new(count, flags)?,
             count,
         })
     }
@@ -203,14 +249,37 @@ unsafe fn zero_page_at(addr: usize) {
 /// - this object holds one reference on `pgmap_ref`, dropped last in `drop`;
 /// - a page whose bit in `live` is set is live and this object owns one reference on
 ///   it; a page whose bits in `live` and `gone` are both clear is unused; a page whose
-///   bit in `gone` is set is gone; no page has both bits set.
+///   bit in `gone` is set is gone; no page has both bits set;
+/// - pages `fstart..fend` are whole units of `1 << order` pages aligned in physical
+///   memory (none if `order` is zero); a unit whose bit in `folios` is set is one
+///   live folio of that order, every page of it has its `live` bit set, and the one
+///   reference this object owns is on the folio; pages outside such units are single
+///   pages.
 pub struct DevicePages<A: FreeRange> {
     addr: usize,
     count: usize,
     live: Bits,
     gone: Bits,
+    order: u32,
+    fstart: usize,
+    fend: usize,
+    folios: Bits,
     pgmap_ref: NonNull<bindings::percpu_ref>,
     alloc: A,
+}
+
+/// The units of `1 << order` pages, aligned in physical memory, that fit in `count`
+/// pages from page frame `pfn` on: `(first, end)` in pages of the range.
+fn folio_region(pfn: usize, count: usize, order: u32) -> (usize, usize) {
+    if order == 0 {
+        return (0, 0);
+    }
+    let n = 1usize << order;
+    let first = pfn.next_multiple_of(n) - pfn;
+    if first >= count {
+        return (0, 0);
+    }
+    (first, first + (count - first) / n * n)
 }
 
 // SAFETY: Page and pagemap references may be dropped from any thread; the pagemap's
@@ -223,11 +292,13 @@ unsafe impl<A: FreeRange + Sync> Sync for DevicePages<A> {}
 
 impl<A: FreeRange> DevicePages<A> {
     /// Takes ownership of the free pages of `[addr, addr + count * PAGE_SIZE)`,
-    /// allocated from `alloc`, with none of them live yet.
+    /// allocated from `alloc`, with none of them live yet. With `order` above zero,
+    /// the units of `1 << order` pages of the range that are aligned to their size in
+    /// physical memory can become large folios (see [`DevicePages::make_folio_live`]).
     ///
     /// Fails with `ENODEV` when the pagemap is being torn down (`pgmap_ref` is dead),
-    /// `EINVAL` for a null `pgmap_ref`, and `ENOMEM`; the range is then still free and
-    /// the caller's to give back.
+    /// `EINVAL` for a null `pgmap_ref` or an `order` above [`PMD_ORDER`], and `ENOMEM`;
+    /// the range is then still free and the caller's to give back.
     ///
     /// # Safety
     ///
@@ -238,16 +309,28 @@ impl<A: FreeRange> DevicePages<A> {
     /// - the pagemap's `folio_free` gives a page back to `alloc` and drops one
     ///   reference on `pgmap_ref`;
     /// - the caller owns the pagemap's `zone_device_data` (it created the pagemap, or
-    ///   is the part of the kernel that did).
+    ///   is the part of the kernel that did);
+    /// - with `order` above zero, `folio_free` of a large folio calls
+    ///   `zone_device_folio_split_free()`, gives its whole range back to `alloc` and
+    ///   drops one reference on `pgmap_ref` per page.
     pub unsafe fn new(
         addr: usize,
         count: usize,
         pgmap_ref: *mut bindings::percpu_ref,
         alloc: A,
+        order: u32,
         flags: Flags,
     ) -> Result<Self> {
+        if order > PMD_ORDER {
+            return Err(EINVAL);
+        }
+        // SAFETY: `virt_to_page` is arithmetic on a direct-mapping address; the page is
+        // valid per the safety requirements.
+        let pfn = unsafe { bindings::zone_device_pfn(bindings::virt_to_page(addr as *const _)) };
+        let (fstart, fend) = folio_region(pfn, count, order);
         let live = Bits::new(count, flags)?;
         let gone = Bits::new(count, flags)?;
+        let folios = Bits::new((fend - fstart) >> order, flags)?;
         let pgmap_ref = NonNull::new(pgmap_ref).ok_or(EINVAL)?;
         // SAFETY: `pgmap_ref` is valid per the safety requirements; the RCU read lock is
         // held across the tryget as `percpu_ref_tryget_live_rcu` requires.
@@ -260,16 +343,37 @@ impl<A: FreeRange> DevicePages<A> {
         if !alive {
             return Err(ENODEV);
         }
-        // INVARIANT: the range is ours and free: every page is unused; we hold the
-        // pagemap reference just taken.
+        // INVARIANT: the range is ours and free: every page is unused and no unit is a
+        // folio; we hold the pagemap reference just taken.
         Ok(Self {
             addr,
             count,
             live,
             gone,
+            order,
+            fstart,
+            fend,
+            folios,
             pgmap_ref,
             alloc,
         })
+    }
+
+    /// The unit of large folio size that page `i` is in, `(first, end)`, if any.
+    fn unit_of(&self, i: usize) -> Option<(usize, usize)> {
+        if i < self.fstart || i >= self.fend {
+            return None;
+        }
+        let first = i - ((i - self.fstart) & ((1 << self.order) - 1));
+        Some((first, first + (1 << self.order)))
+    }
+
+    /// The unit that page `i` is in, if it is a live large folio.
+    fn folio_of(&self, i: usize) -> Option<(usize, usize)> {
+        let (first, end) = self.unit_of(i)?;
+        self.folios
+            .get((first - self.fstart) >> self.order)
+            .then_some((first, end))
     }
 
     fn page_addr(&self, i: usize) -> usize {
@@ -320,10 +424,29 @@ impl<A: FreeRange> DevicePages<A> {
         Some(unsafe { bindings::zone_device_pgmap_index(self.page_at(i).as_ptr()) })
     }
 
+    /// `start..end` without the live large folios that cross its ends: what
+    /// [`DevicePages::split_off`] can move.
+    pub fn splittable(&self, start: usize, end: usize) -> (usize, usize) {
+        let end = end.min(self.count);
+        if start >= end {
+            return (start, start);
+        }
+        let start = match self.folio_of(start) {
+            Some((first, e)) if first < start => e,
+            _ => start,
+        };
+        let end = match self.folio_of(end - 1) {
+            Some((first, e)) if e > end => first,
+            _ => end,
+        };
+        (start, end.max(start))
+    }
+
     /// Moves pages `start..end` (unused and live ones, each in its state) into a new
     /// object, whose state lives in `mem`; they are gone from `self` afterwards. Does not
     /// sleep. Gives `mem` back, leaving `self` as it was, for a range that is empty or
-    /// out of bounds, or that `mem` was not made for.
+    /// out of bounds, that cuts a live large folio (see [`DevicePages::splittable`]),
+    /// or that `mem` was not made for.
     pub fn split_off(
         &mut self,
         start: usize,
@@ -333,13 +456,37 @@ impl<A: FreeRange> DevicePages<A> {
     where
         A: Clone,
     {
-        if start >= end || end > self.count || mem.count != end - start {
+        if start >= end
+            || end > self.count
+            || mem.count != end - start
+            || self.splittable(start, end) != (start, end)
+        {
             return Err(mem);
         }
         let count = end - start;
         let SplitState {
-            mut live, mut gone, ..
+            mut live,
+            mut gone,
+            mut folios,
+            ..
         } = mem;
+        // The new object's units are the units of `self` inside the range: units are
+        // aligned in physical memory.
+        let (fstart, fend) = if self.order == 0 {
+            (0, 0)
+        } else {
+            // SAFETY: `page_at` returns the valid struct page of a page of the range.
+            let pfn = unsafe { bindings::zone_device_pfn(self.page_at(start).as_ptr()) };
+            folio_region(pfn, count, self.order)
+        };
+        let mut u = fstart;
+        while u < fend {
+            if self.folio_of(start + u).is_some() {
+                folios.set((u - fstart) >> self.order);
+                self.folios.clear((start + u - self.fstart) >> self.order);
+            }
+            u += 1 << self.order;
+        }
         for i in start..end {
             if self.gone.get(i) {
                 gone.set(i - start);
@@ -357,12 +504,17 @@ impl<A: FreeRange> DevicePages<A> {
         // owns the one taken here.
         unsafe { bindings::percpu_ref_get(self.pgmap_ref.as_ptr()) };
         // INVARIANT: the pages moved keep their state: the new object owns the unused
-        // ones and our references on the live ones, and a pagemap reference.
+        // ones and our references on the live pages and folios (no folio crosses the
+        // range's ends), and a pagemap reference.
         Ok(Self {
             addr: self.page_addr(start),
             count,
             live,
             gone,
+            order: self.order,
+            fstart,
+            fend,
+            folios,
             pgmap_ref: self.pgmap_ref,
             alloc: self.alloc.clone(),
         })
@@ -376,20 +528,27 @@ impl<A: FreeRange> DevicePages<A> {
     /// Sets the owner tag of page `i` if it is unused or live: a value the owner finds
     /// again with [`DevicePages::zero_untagged`] when it reserves the page later, if
     /// nothing that allocated the page meanwhile reset it. Zero marks nothing.
+    ///
+    /// The tag of a page of a live large folio is the folio's (its first page's).
     pub fn set_tag(&mut self, i: usize, tag: usize) {
         if i >= self.count || self.gone.get(i) {
             return;
         }
-        // SAFETY: The page is ours and valid; `zone_device_data` belongs to the
-        // pagemap's owner (the safety requirement of `new`).
+        // The other pages of a folio hold its metadata there.
+        let i = self.folio_of(i).map_or(i, |(first, _)| first);
+        // SAFETY: The page is ours and valid, and not a tail page of a folio;
+        // `zone_device_data` belongs to the pagemap's owner (the safety requirement of
+        // `new`).
         unsafe { bindings::page_set_zone_device_data(self.page_at(i).as_ptr(), tag as *mut _) };
     }
 
-    /// Makes page `i` live if it is unused; returns whether it was made live now.
+    /// Makes page `i` live, as a single page, if it is unused; returns whether it was
+    /// made live now (`Some(false)` if it is live already, maybe in a large folio).
     ///
     /// A page made live now holds whatever the device memory held: the caller decides
     /// whether it must be cleared (see [`DevicePages::zero`]) before anyone else sees
-    /// it. Returns `None` for an index out of range and for a page that is gone.
+    /// it. Returns `None` for an index out of range and for a page that is gone. Does
+    /// not sleep.
     pub fn make_live(&mut self, i: usize) -> Option<bool> {
         if i >= self.count || self.gone.get(i) {
             return None;
@@ -408,6 +567,42 @@ impl<A: FreeRange> DevicePages<A> {
         // INVARIANT: page `i` is now live with one reference, which is ours.
         self.live.set(i);
         Some(true)
+    }
+
+    /// Makes the unit of large folio size that starts at page `i` a live folio, if all
+    /// its pages are unused; returns whether it was made live now (`Some(false)` if it
+    /// is a live folio already). Returns `None` if no such unit starts at page `i`, or
+    /// if not all its pages are unused (they can only be made live one by one then).
+    /// Does not sleep.
+    pub fn make_folio_live(&mut self, i: usize) -> Option<bool> {
+        let (first, end) = self.unit_of(i)?;
+        if first != i {
+            return None;
+        }
+        if self.folio_of(i).is_some() {
+            return Some(false);
+        }
+        if self.live.next_set(first, end) != end || self.gone.next_set(first, end) != end {
+            return None;
+        }
+        // SAFETY: By the type invariant the unit's pages are free single pages of the
+        // pagemap, ours alone, aligned to the folio's size, and the pagemap is alive (we
+        // hold a reference on it). The folio takes a pagemap reference per page, which
+        // `folio_free` drops (a safety requirement of `new`).
+        unsafe { bindings::zone_device_folio_make(self.page_at(first).as_ptr(), self.order) };
+        // INVARIANT: the unit is now one live folio with one reference, which is ours.
+        self.live.set_range(first, end);
+        self.folios.set((first - self.fstart) >> self.order);
+        Some(true)
+    }
+
+    /// A reference of its own on the live large folio that starts at page `i`, as a
+    /// reference on that page; `None` if no live folio starts there.
+    pub fn get_folio(&self, i: usize) -> Option<DevicePageRef> {
+        match self.folio_of(i) {
+            Some((first, _)) if first == i => self.get(i),
+            _ => None,
+        }
     }
 
     /// Gives the unused pages among `start..end` back to the allocator now; live pages
@@ -451,7 +646,8 @@ impl<A: FreeRange> DevicePages<A> {
     }
 
     /// Releases the live pages among `start..end`: for each, calls `f` with the page
-    /// while our reference is still held, then drops that reference. Returns the
+    /// while our reference is still held, then drops that reference. A live large
+    /// folio with a page in the range is released whole, with one call. Returns the
     /// number of pages released. Sleeps (reschedules between pages).
     ///
     /// A page whose reference was the last goes back to the allocator then; one that is
@@ -466,22 +662,30 @@ impl<A: FreeRange> DevicePages<A> {
         let mut released = 0;
         let mut i = self.live.next_set(start, end);
         while i < end {
+            let (first, last) = match self.folio_of(i) {
+                Some((first, last)) => {
+                    self.folios.clear((first - self.fstart) >> self.order);
+                    (first, last)
+                }
+                None => (i, i + 1),
+            };
             let mut page = LivePage {
-                page: self.page_at(i),
-                addr: self.page_addr(i),
+                page: self.page_at(first),
+                addr: self.page_addr(first),
+                pages: last - first,
                 _p: core::marker::PhantomData,
             };
             f(&mut page);
-            // INVARIANT: our reference is dropped just below; the page is gone.
-            self.live.clear(i);
-            self.gone.set(i);
-            // SAFETY: By the type invariant we owned one reference on the live page; the
-            // last `put_page` hands it to the pagemap's `folio_free`.
+            // INVARIANT: our reference is dropped just below; the pages are gone.
+            self.live.clear_range(first, last);
+            self.gone.set_range(first, last);
+            // SAFETY: By the type invariant we owned one reference on the live page or
+            // folio; the last `put_page` hands it to the pagemap's `folio_free`.
             unsafe { bindings::put_page(page.page.as_ptr()) };
-            released += 1;
+            released += last - first;
             // SAFETY: Sleeping is allowed here (documented).
             unsafe { bindings::zone_device_cond_resched() };
-            i = self.live.next_set(i + 1, end);
+            i = self.live.next_set(last, end);
         }
         released
     }
@@ -515,8 +719,8 @@ impl<A: FreeRange> DevicePages<A> {
         unsafe { zero_page_at(self.page_addr(i)) };
     }
 
-    /// Zeroes the unused or live pages among `start..end` whose tag is not `tag`, and
-    /// tags them `tag`. Finding them costs one pass over the range's struct pages, in
+    /// Zeroes the unused pages among `start..end` whose tag is not `tag`, and tags them
+    /// `tag`. Finding them costs one pass over the range's struct pages, in
     /// C. Sleeps; stops with `EINTR` if the current task gets a fatal signal (the pages
     /// zeroed so far are tagged).
     pub fn zero_untagged(&mut self, start: usize, end: usize, tag: usize) -> Result {
@@ -535,7 +739,7 @@ impl<A: FreeRange> DevicePages<A> {
             if i >= end {
                 return Ok(());
             }
-            if !self.gone.get(i) {
+            if !self.gone.get(i) && !self.live.get(i) {
                 // SAFETY: A helper reading `current`'s signal state.
                 if unsafe { bindings::zone_device_fatal_signal_pending() } {
                     return Err(EINTR);
@@ -561,10 +765,12 @@ impl<A: FreeRange> Drop for DevicePages<A> {
         self.give_back_unused();
         let mut i = self.live.next_set(0, self.count);
         while i < self.count {
-            // SAFETY: By the type invariant we own one reference on the live page;
-            // the last `put_page` hands it to the pagemap's `folio_free`.
+            // One reference per live page, or per live folio (on its first page).
+            let next = self.folio_of(i).map_or(i + 1, |(_, end)| end);
+            // SAFETY: By the type invariant we own one reference on the live page or
+            // folio; the last `put_page` hands it to the pagemap's `folio_free`.
             unsafe { bindings::put_page(self.page_at(i).as_ptr()) };
-            i = self.live.next_set(i + 1, self.count);
+            i = self.live.next_set(next, self.count);
         }
         // SAFETY: The reference taken in `new`; nothing here is used after it.
         unsafe { bindings::percpu_ref_put(self.pgmap_ref.as_ptr()) };
@@ -613,6 +819,22 @@ mod tests {
         assert_eq!(b.next_set(1, 63), 63);
         assert_eq!(b.next_set(131, 199), 199);
         Ok(())
+    }
+
+    #[test]
+    fn folio_units_are_aligned_in_physical_memory() {
+        // Order 0: no units.
+        assert_eq!(folio_region(3, 2048, 0), (0, 0));
+        // An aligned range of 3 units and a half.
+        assert_eq!(folio_region(0x80000, 1792, 9), (0, 1536));
+        // Unaligned start: the first unit starts at the next 512-page boundary.
+        assert_eq!(folio_region(0x80001, 1792, 9), (511, 1535));
+        // Too short for a whole unit after the boundary.
+        assert_eq!(folio_region(0x80001, 1000, 9), (511, 511));
+        assert_eq!(folio_region(0x80001, 300, 9), (0, 0));
+        assert_eq!(folio_region(0x80000, 511, 9), (0, 0));
+        // A 64 GiB range.
+        assert_eq!(folio_region(0x800000, PAGES_64G, 9), (0, PAGES_64G));
     }
 
     #[test]

@@ -30,7 +30,8 @@ use crate::{
     genalloc::GenPool,
     mm::zone_device::{
         DevicePages,
-        FreeRange, //
+        FreeRange,
+        PMD_ORDER, //
     },
     page::{
         PAGE_SHIFT,
@@ -236,7 +237,8 @@ impl Device<Core<'_>> {
 ///
 /// The pool is a P2PDMA pool: every region's owner is the `percpu_ref` of the
 /// `dev_pagemap` of its ZONE_DEVICE pages, whose `folio_free` returns a page to this
-/// pool and drops one reference on that `percpu_ref`.
+/// pool and drops one reference on that `percpu_ref`; a large folio it splits with
+/// `zone_device_folio_split_free()`, returns whole and drops a reference per page.
 #[repr(transparent)]
 pub struct P2pPool(GenPool);
 
@@ -254,19 +256,43 @@ impl P2pPool {
     /// [`DevicePages::make_live`], and the ones never made live go straight back to
     /// the pool when the returned object is dropped.
     ///
+    /// With `folio_order` above zero (at most [`PMD_ORDER`]) the range is aligned to
+    /// the size of such a folio if the pool has a free range that is, and its aligned
+    /// units become large folios when first used. p2pmem that other users (the C
+    /// implementation of `p2pmem/allocate`, `pci_alloc_p2pmem()`) get from the pool is
+    /// always single pages: a folio is split when it is freed.
+    ///
     /// Fails with `ENOMEM` if no such range is free, `ENODEV` if the device's memory is
-    /// being torn down, and `EINVAL` for a length that is zero or not page-aligned.
-    pub fn alloc_pages(&self, len: usize, flags: Flags) -> Result<P2pPages> {
-        if len == 0 || len % PAGE_SIZE != 0 {
+    /// being torn down, and `EINVAL` for a length that is zero or not page-aligned, or
+    /// a `folio_order` above [`PMD_ORDER`].
+    pub fn alloc_pages(&self, len: usize, folio_order: u32, flags: Flags) -> Result<P2pPages> {
+        if len == 0 || len % PAGE_SIZE != 0 || folio_order > PMD_ORDER {
             return Err(EINVAL);
         }
-        let a = self.0.alloc_owner(len).ok_or(ENOMEM)?;
+        let folio = PAGE_SIZE << folio_order;
+        let a = if folio_order > 0 && len >= folio {
+            self.0.alloc_owner_aligned(len, folio)
+        } else {
+            None
+        };
+        let a = a.or_else(|| self.0.alloc_owner(len)).ok_or(ENOMEM)?;
         // INVARIANT: `self` is a P2PDMA pool.
         let free = PoolFree(self.0.as_raw());
         // SAFETY: By the type invariant the range is the direct mapping of free
         // ZONE_DEVICE pages of the pagemap whose `ref` is the region's owner, and
-        // `folio_free` returns them to this pool; the allocation is exclusively ours.
-        match unsafe { DevicePages::new(a.addr, len / PAGE_SIZE, a.owner.cast(), free, flags) } {
+        // `folio_free` returns them to this pool (a large folio whole, split into
+        // single pages); the allocation is exclusively ours.
+        let pages = unsafe {
+            DevicePages::new(
+                a.addr,
+                len / PAGE_SIZE,
+                a.owner.cast(),
+                free,
+                folio_order,
+                flags,
+            )
+        };
+        match pages {
             Ok(pages) => Ok(pages),
             Err(e) => {
                 // SAFETY: No page of the range was made live; it is still ours to give

@@ -334,6 +334,65 @@ static inline void *p2p_map(const struct p2p_dev *d, size_t len)
 	return p2p_map_flags(d, len, MAP_SHARED, 0);
 }
 
+#define P2P_PMD_SIZE (2UL << 20)
+
+/*
+ * mmap()s len bytes of p2pmem of d at an address aligned to align (a power of two),
+ * so that faults can map whole PMDs. When the Rust implementation serves allocate,
+ * mmap(NULL, len) of 2 MiB or more gets a 2 MiB-aligned address already; this is how
+ * a program gets one anyway (the C implementation, an older kernel): reserve len +
+ * align bytes of address space, map the file over the aligned part of it
+ * (MAP_FIXED), then give the rest back. Returns MAP_FAILED with errno set on failure.
+ */
+static inline void *p2p_map_aligned(const struct p2p_dev *d, size_t len, size_t align)
+{
+	char *area, *p;
+	int fd, err;
+	size_t lead;
+
+	area = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
+	lead = (align - ((uintptr_t)area & (align - 1))) & (align - 1);
+	fd = p2p_open_alloc(d);
+	if (fd < 0) {
+		err = errno;
+		munmap(area, len + align);
+		errno = err;
+		return MAP_FAILED;
+	}
+	p = mmap(area + lead, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	err = errno;
+	close(fd);
+	if (p == MAP_FAILED) {
+		munmap(area, len + align);
+		errno = err;
+		return MAP_FAILED;
+	}
+	if (lead)
+		munmap(area, lead);
+	munmap(p + len, align - lead);
+	return p;
+}
+
+/*
+ * mmap()s len bytes of p2pmem of d that faults map 4 KiB at a time (MADV_NOHUGEPAGE):
+ * for tests of page-granular behaviour. Returns MAP_FAILED with errno set on failure.
+ */
+static inline void *p2p_map_4k(const struct p2p_dev *d, size_t len)
+{
+	void *p = p2p_map(d, len);
+	int err;
+
+	if (p != MAP_FAILED && madvise(p, len, MADV_NOHUGEPAGE)) {
+		err = errno;
+		munmap(p, len);
+		errno = err;
+		return MAP_FAILED;
+	}
+	return p;
+}
+
 /* A fresh random seed for every run: a stale pattern can never match by chance. */
 static inline uint64_t p2p_seed(void)
 {
@@ -515,6 +574,21 @@ static inline bool p2p_has_vmflag(void *addr, const char *flag)
 		if (!strcmp(tok, flag))
 			return true;
 	return false;
+}
+
+/*
+ * Touches the first byte of each 2 MiB of [p, p + len) (2 MiB-aligned, untouched) and
+ * returns the Rss of the mapping at p in kB afterwards: len / 1024 when every touch
+ * mapped its whole 2 MiB, which only a PMD does (smaps counts no FilePmdMapped for
+ * device memory); one page per touch when faults map single pages.
+ */
+static inline long p2p_touch_pmds(volatile char *p, size_t len)
+{
+	size_t off;
+
+	for (off = 0; off < len; off += P2P_PMD_SIZE)
+		p[off] = p[off];
+	return p2p_rss_kb((void *)p);
 }
 
 static inline bool p2p_is_rust(void)

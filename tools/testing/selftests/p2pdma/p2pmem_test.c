@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include "p2pdma_lib.h"
 #include "../kselftest_harness.h"
@@ -396,11 +397,14 @@ TEST_F_TIMEOUT(p2pmem, exhaust_pool_concurrently, SLOW_TIMEOUT)
 			munmap(m[i].maps[j], P2P_MIB);
 }
 
-/* Mapping 16 MiB and touching one byte populates one page, not 4096. */
+/*
+ * Mapping 16 MiB and touching one byte populates one page, not 4096 (4 KiB faults;
+ * pmd_fault checks that a 2 MiB fault populates 2 MiB).
+ */
 TEST_F_TIMEOUT(p2pmem, lazy_population, FAST_TIMEOUT)
 {
 	size_t len = 16 * P2P_MIB;
-	volatile char *p = p2p_map(&self->a, len);
+	volatile char *p = p2p_map_4k(&self->a, len);
 	long before, after;
 
 	ASSERT_NE(MAP_FAILED, p);
@@ -434,8 +438,8 @@ TEST_F_TIMEOUT(p2pmem, map_populate, FAST_TIMEOUT)
 
 /*
  * munmap gives p2pmem that no PTE ever pointed to back at once: no grace period, so
- * a loop of mmap/munmap never finds the pool short. A touched page may take a grace
- * period on the Rust path.
+ * a loop of mmap/munmap never finds the pool short. A touched page (4 KiB faults)
+ * may take a grace period on the Rust path.
  */
 TEST_F_TIMEOUT(p2pmem, untouched_back_at_munmap, FAST_TIMEOUT)
 {
@@ -448,7 +452,7 @@ TEST_F_TIMEOUT(p2pmem, untouched_back_at_munmap, FAST_TIMEOUT)
 	during = p2p_attr(&self->a, "available");
 	munmap((void *)p, len);
 	after = p2p_attr(&self->a, "available");
-	p = p2p_map(&self->a, len);
+	p = p2p_map_4k(&self->a, len);
 	ASSERT_NE(MAP_FAILED, p);
 	p[0] = 1;
 	munmap((void *)p, len);
@@ -535,6 +539,203 @@ TEST_F_TIMEOUT(p2pmem, vm_flags, FAST_TIMEOUT)
 	munmap((void *)p, P2P_MIB);
 }
 
+/*
+ * Faults map 2 MiB at once where the mapping allows: mmap(NULL, 4 MiB) gets a 2 MiB-
+ * aligned address, one touch per 2 MiB maps all of it (Rss) with one minor fault
+ * each, and touching every other page then takes no fault.
+ */
+TEST_F_TIMEOUT(p2pmem, pmd_fault, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t len = 2 * P2P_PMD_SIZE, off;
+	volatile char *p = p2p_map(&self->a, len);
+	struct rusage r0, r1, r2;
+	long before, rss;
+
+	ASSERT_NE(MAP_FAILED, p) TH_LOG("mmap: %s", strerror(errno));
+	EXPECT_EQ(0, (uintptr_t)p & (P2P_PMD_SIZE - 1))
+		TH_LOG("mmap(NULL, %zu) gave %p: not 2 MiB-aligned", len, p);
+	before = p2p_rss_kb((void *)p);
+	ASSERT_EQ(0, getrusage(RUSAGE_SELF, &r0));
+	rss = p2p_touch_pmds(p, len);
+	ASSERT_EQ(0, getrusage(RUSAGE_SELF, &r1));
+	for (off = 0; off < len; off += ps)
+		p[off] = 1;
+	ASSERT_EQ(0, getrusage(RUSAGE_SELF, &r2));
+	REPORT("Rss %ld kB after mmap, %ld kB after one touch per 2 MiB (%ld faults), %ld more faults to touch every page",
+	       before, rss, r1.ru_minflt - r0.ru_minflt, r2.ru_minflt - r1.ru_minflt);
+	EXPECT_EQ(0, before);
+	EXPECT_EQ((long)(len >> 10), rss);
+	/* One per 2 MiB, and a little slack for faults elsewhere in the process. */
+	EXPECT_LE(r1.ru_minflt - r0.ru_minflt, (long)(len / P2P_PMD_SIZE) + 2);
+	EXPECT_LE(r2.ru_minflt - r1.ru_minflt, 2);
+	EXPECT_EQ(0, munmap((void *)p, len));
+}
+
+/* A fresh 2 MiB-aligned mapping of len bytes, PMD-mapped, then filled page by page. */
+static char *pmd_map_filled(struct __test_metadata *_metadata, const struct p2p_dev *d,
+			    size_t len, uint64_t seed)
+{
+	char *p = p2p_map_aligned(d, len, P2P_PMD_SIZE);
+	long rss;
+
+	if (p == MAP_FAILED) {
+		TH_LOG("mmap: %s", strerror(errno));
+		return NULL;
+	}
+	rss = p2p_touch_pmds(p, len);
+	if (rss != (long)(len >> 10)) {
+		TH_LOG("Rss %ld kB of %zu kB after one touch per 2 MiB: not mapped with PMDs",
+		       rss, len >> 10);
+		munmap(p, len);
+		return NULL;
+	}
+	p2p_fill_pages(p, len / p2p_page_size(), seed);
+	return p;
+}
+
+/*
+ * A PMD-mapped range survives being split: after munmap of one page inside it and
+ * mprotect of another, every other page is mapped with its data, writable where it
+ * was; unmapping the rest gives the 2 MiB back to the pool (checked at teardown).
+ */
+TEST_F_TIMEOUT(p2pmem, pmd_split, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t len = P2P_PMD_SIZE, n = len / ps;
+	uint64_t seed = p2p_seed(), v = 0;
+	char *p = pmd_map_filled(_metadata, &self->a, len, seed);
+
+	ASSERT_NE(NULL, p);
+	ASSERT_EQ(0, munmap(p + 100 * ps, ps));
+	ASSERT_EQ(0, mprotect(p + 300 * ps, ps, PROT_READ));
+	EXPECT_TRUE(p2p_check_pages(p, 0, 100, seed));
+	EXPECT_TRUE(p2p_check_pages(p, 101, n - 101, seed));
+	EXPECT_EQ(SIGSEGV, p2p_probe((uint64_t *)(p + 100 * ps), false, &v));
+	v = seed;
+	EXPECT_EQ(SIGSEGV, p2p_probe((uint64_t *)(p + 300 * ps), true, &v));
+	EXPECT_EQ(0, p2p_probe((uint64_t *)(p + 299 * ps), true, &v));
+	EXPECT_EQ(0, p2p_probe((uint64_t *)(p + 301 * ps), true, &v));
+	EXPECT_EQ(seed, *(uint64_t *)(p + 299 * ps));
+	EXPECT_EQ(seed, *(uint64_t *)(p + 301 * ps));
+	EXPECT_TRUE(p2p_check_pages(p, 302, n - 302, seed));
+	ASSERT_EQ(0, munmap(p, 100 * ps));
+	ASSERT_EQ(0, munmap(p + 101 * ps, (n - 101) * ps));
+}
+
+/*
+ * fork copies no page table entries: the child faults the parent's PMD-mapped pages
+ * in, reads the parent's data and writes data the parent then sees.
+ */
+TEST_F_TIMEOUT(p2pmem, pmd_fork, FAST_TIMEOUT)
+{
+	long ps = p2p_page_size();
+	size_t len = P2P_PMD_SIZE, n = len / ps;
+	uint64_t seed = p2p_seed();
+	char *p = pmd_map_filled(_metadata, &self->a, len, seed);
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(NULL, p);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		if (!p2p_check_pages(p, 0, n, seed))
+			_exit(1);
+		p2p_fill_pages(p + len / 2, n / 2, ~seed);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("the child did not see the parent's data");
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 2, seed));
+	EXPECT_TRUE(p2p_check_pages(p + len / 2, 0, n / 2, ~seed));
+	EXPECT_EQ(0, munmap(p, len));
+}
+
+/* MADV_DONTNEED of a PMD-mapped range: a touch maps it again, with its data. */
+TEST_F_TIMEOUT(p2pmem, pmd_dontneed, FAST_TIMEOUT)
+{
+	size_t len = P2P_PMD_SIZE, n = len / p2p_page_size();
+	uint64_t seed = p2p_seed();
+	char *p = pmd_map_filled(_metadata, &self->a, len, seed);
+
+	ASSERT_NE(NULL, p);
+	ASSERT_EQ(0, madvise(p, len, MADV_DONTNEED));
+	EXPECT_EQ(0, p2p_rss_kb(p));
+	EXPECT_EQ((long)(len >> 10), p2p_touch_pmds(p, len));
+	EXPECT_TRUE(p2p_check_pages(p, 0, n, seed));
+	EXPECT_EQ(0, munmap(p, len));
+}
+
+/*
+ * O_DIRECT from and to PMD-mapped p2pmem (GUP-fast on a PMD of device memory): write
+ * 2 MiB to A's namespace, read it back into a second PMD-mapped range, compare.
+ */
+TEST_F_TIMEOUT(p2pmem, pmd_odirect, SLOW_TIMEOUT)
+{
+	size_t len = P2P_PMD_SIZE, n = len / p2p_page_size();
+	uint64_t seed = p2p_seed();
+	off_t off = (off_t)(seed % 64) * len;
+	char *src, *dst;
+	void *ram;
+	int fd;
+
+	fd = open(self->a.blk, O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", self->a.blk, strerror(errno));
+	src = pmd_map_filled(_metadata, &self->a, len, seed);
+	ASSERT_NE(NULL, src);
+	dst = pmd_map_filled(_metadata, &self->a, len, ~seed);
+	ASSERT_NE(NULL, dst);
+	ASSERT_EQ(0, posix_memalign(&ram, 4096, len));
+	ASSERT_EQ((ssize_t)len, pwrite(fd, src, len, off))
+		TH_LOG("pwrite from PMD-mapped p2pmem: %s", strerror(errno));
+	ASSERT_EQ((ssize_t)len, pread(fd, dst, len, off))
+		TH_LOG("pread into PMD-mapped p2pmem: %s", strerror(errno));
+	ASSERT_EQ((ssize_t)len, pread(fd, ram, len, off));
+	EXPECT_TRUE(p2p_check_pages(ram, 0, n, seed)) TH_LOG("the disk does not hold what p2pmem wrote");
+	EXPECT_TRUE(p2p_check_pages(dst, 0, n, seed)) TH_LOG("p2pmem read back differs");
+	free(ram);
+	munmap(src, len);
+	munmap(dst, len);
+	close(fd);
+}
+
+/*
+ * A 2 MiB block mapped with a PMD goes back to the pool whole, once no VMA maps any
+ * page of it: of a PMD-mapped 4 MiB, munmap of [1, 2) MiB gives nothing back (the
+ * block is still half mapped), munmap of [2, 4) MiB gives its 2 MiB, and munmap of
+ * [0, 1) MiB the first block's 2 MiB.
+ */
+TEST_F_TIMEOUT(p2pmem, pmd_partial_release, FAST_TIMEOUT)
+{
+	size_t len = 2 * P2P_PMD_SIZE, n = len / p2p_page_size();
+	long long before = self->avail_a, got;
+	uint64_t seed = p2p_seed();
+	char *p = pmd_map_filled(_metadata, &self->a, len, seed);
+	int waited, i;
+
+	ASSERT_NE(NULL, p);
+	ASSERT_EQ(0, munmap(p + P2P_MIB, P2P_MIB));
+	/* Anything wrongly released would come back within a second. */
+	for (i = 0; i < 100; i++) {
+		got = p2p_attr(&self->a, "available");
+		if (got != before - (long long)len)
+			break;
+		usleep(10 * 1000);
+	}
+	EXPECT_EQ(before - (long long)len, got) TH_LOG("part of a half-mapped block went back");
+	ASSERT_EQ(0, munmap(p + P2P_PMD_SIZE, P2P_PMD_SIZE));
+	got = p2p_wait_available(&self->a, before - (long long)P2P_PMD_SIZE, 5000, &waited);
+	REPORT("munmap of the second 2 MiB: back in %d ms", waited);
+	EXPECT_EQ(before - (long long)P2P_PMD_SIZE, got);
+	EXPECT_TRUE(p2p_check_pages(p, 0, n / 4, seed));
+	ASSERT_EQ(0, munmap(p, P2P_MIB));
+	got = p2p_wait_available(&self->a, before, 5000, &waited);
+	REPORT("munmap of the rest of the first 2 MiB: back in %d ms", waited);
+	EXPECT_EQ(before, got);
+}
+
 /* Unmapping the middle of a mapping keeps both ends, with their data. */
 TEST_F_TIMEOUT(p2pmem, partial_munmap_middle, FAST_TIMEOUT)
 {
@@ -559,6 +760,7 @@ TEST_F_TIMEOUT(p2pmem, partial_munmap_middle, FAST_TIMEOUT)
  * when the rest of the mapping goes: munmap of half a touched mapping, then an
  * mremap shrink of what is left, each give `available` back their share (within a
  * bounded wait: pages that were mapped are released after an RCU grace period).
+ * 4 KiB faults: see pmd_partial_release for 2 MiB blocks.
  */
 TEST_F_TIMEOUT(p2pmem, partial_release, FAST_TIMEOUT)
 {
@@ -566,7 +768,7 @@ TEST_F_TIMEOUT(p2pmem, partial_release, FAST_TIMEOUT)
 	size_t len = 4 * P2P_MIB, n = len / ps;
 	long long before = self->avail_a, got;
 	uint64_t seed = p2p_seed();
-	char *p = p2p_map(&self->a, len), *q;
+	char *p = p2p_map_4k(&self->a, len), *q;
 	int waited;
 
 	ASSERT_NE(MAP_FAILED, p);
@@ -600,7 +802,7 @@ TEST_F_TIMEOUT(p2pmem, partial_release_fork, FAST_TIMEOUT)
 	size_t len = 2 * P2P_MIB, n = len / ps, i, faults = 0;
 	long long before = self->avail_a;
 	uint64_t seed = p2p_seed();
-	char *p = p2p_map(&self->a, len);
+	char *p = p2p_map_4k(&self->a, len);
 	int status;
 	pid_t pid;
 
