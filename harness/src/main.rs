@@ -74,8 +74,16 @@ fn available_impls(p: &Paths, profile: Profile) -> Vec<String> {
     }
 }
 
+/// The guest kernel's command line. `nvme.sgl_threshold=0` works around QEMU's NVMe
+/// model: it refuses (Invalid Use of Controller Memory Buffer) a command whose data
+/// is in the CMB when its SGL segment list is in host memory, since it decides from
+/// the segment list's address where the data is (`nvme_map_sgl`). Linux picks SGLs
+/// when a request's segments average 32 KiB or more, as I/O from 2 MiB folios does;
+/// with the threshold at 0 it uses PRPs, which QEMU maps by the data's address.
 fn base_cmdline(extra: &str) -> String {
-    format!("console=ttyS0 panic=-1 hung_task_panic=0 {extra}").trim().to_string()
+    format!("console=ttyS0 panic=-1 hung_task_panic=0 nvme.sgl_threshold=0 {extra}")
+        .trim()
+        .to_string()
 }
 
 fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, minutes: u64) -> Result<guest::Outcome> {
