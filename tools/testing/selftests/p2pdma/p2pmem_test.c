@@ -1040,6 +1040,29 @@ TEST_F_TIMEOUT(p2pmem, unbind_during_odirect, SLOW_TIMEOUT)
 }
 
 /*
+ * Unbind with a PMD-mapped range: it is zapped, a read afterwards gets SIGBUS, and
+ * after rebind the pool is whole (the folio went back as single pages).
+ */
+TEST_F_TIMEOUT(p2pmem, pmd_unbind, SLOW_TIMEOUT)
+{
+	size_t len = P2P_PMD_SIZE;
+	uint64_t seed = p2p_seed(), v = 0;
+	char *p = pmd_map_filled(_metadata, &self->a, len, seed);
+	struct p2p_dev again;
+	int sig, waited;
+
+	ASSERT_NE(NULL, p);
+	ASSERT_EQ(0, p2p_unbind(&self->a));
+	sig = p2p_probe((uint64_t *)(p + len / 2), false, &v);
+	REPORT("read of a PMD-mapped range after unbind: %s", p2p_sig_name(sig));
+	EXPECT_EQ(SIGBUS, sig);
+	EXPECT_EQ(0, munmap(p, len));
+	ASSERT_EQ(0, p2p_rebind(&self->a));
+	ASSERT_EQ(0, p2p_provider_ready(&again, 60000));
+	EXPECT_EQ(self->avail_a, p2p_wait_available(&again, self->avail_a, 10000, &waited));
+}
+
+/*
  * Unbind the NVMe driver while a mapping exists, touch the old mapping, rebind:
  * unbind must not hang, and p2pmem must come back with its full size.
  */
