@@ -81,9 +81,7 @@ fn available_impls(p: &Paths, profile: Profile) -> Vec<String> {
 /// when a request's segments average 32 KiB or more, as I/O from 2 MiB folios does;
 /// with the threshold at 0 it uses PRPs, which QEMU maps by the data's address.
 fn base_cmdline(extra: &str) -> String {
-    format!("console=ttyS0 panic=-1 hung_task_panic=0 nvme.sgl_threshold=0 {extra}")
-        .trim()
-        .to_string()
+    format!("console=ttyS0 panic=-1 hung_task_panic=0 nvme.sgl_threshold=0 {extra}").trim().to_string()
 }
 
 fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, minutes: u64) -> Result<guest::Outcome> {
