@@ -67,10 +67,22 @@ impl GenPool {
     ///
     /// Returns `None` when no free range of that size exists. Never sleeps.
     pub fn alloc_owner(&self, size: usize) -> Option<GenAlloc> {
-        let mut owner: *mut c_void = core::ptr::null_mut();
         // SAFETY: By the type invariant the pool is valid; `owner` is a valid place to
         // store the owner pointer.
-        let addr = unsafe { bindings::gen_pool_alloc_owner(self.as_raw(), size, &mut owner) };
+        self.alloc_with(size, |owner| unsafe {
+            bindings::gen_pool_alloc_owner(self.as_raw(), size, owner)
+        })
+    }
+
+    /// The allocation `alloc` made: it returns the address (0 for none) and stores
+    /// the region's owner in the pointer it is given.
+    fn alloc_with(
+        &self,
+        size: usize,
+        alloc: impl FnOnce(*mut *mut c_void) -> crate::ffi::c_ulong,
+    ) -> Option<GenAlloc> {
+        let mut owner: *mut c_void = core::ptr::null_mut();
+        let addr = alloc(&mut owner);
         if addr == 0 {
             return None;
         }
@@ -93,26 +105,17 @@ impl GenPool {
         let mut data = bindings::genpool_data_align {
             align: align.try_into().ok()?,
         };
-        let mut owner: *mut c_void = core::ptr::null_mut();
         // SAFETY: By the type invariant the pool is valid; `gen_pool_first_fit_align`
         // reads `data`, which lives for the call, as its `genpool_data_align`; `owner` is
         // a valid place to store the owner pointer.
-        let addr = unsafe {
+        self.alloc_with(size, |owner| unsafe {
             bindings::gen_pool_alloc_algo_owner(
                 self.as_raw(),
                 size,
                 Some(bindings::gen_pool_first_fit_align),
                 (&raw mut data).cast(),
-                &mut owner,
+                owner,
             )
-        };
-        if addr == 0 {
-            return None;
-        }
-        Some(GenAlloc {
-            addr: addr as usize,
-            size,
-            owner,
         })
     }
 

@@ -64,6 +64,16 @@ struct MapPages {
 }
 
 impl MapPages {
+    /// Runs `f` on the map's pages under the state lock; `None` if the map was revoked
+    /// or its pages released, where a fault gets `SIGBUS`.
+    fn with_live_pages<R>(&self, f: impl FnOnce(&mut Reservation) -> R) -> Option<R> {
+        let mut state = self.state.lock();
+        if state.revoked {
+            return None;
+        }
+        state.pages.as_mut().map(|res| f(res))
+    }
+
     /// Takes the pages out and releases them: the ones never faulted in at once (no
     /// page table entry ever pointed to them), the others after an RCU grace period,
     /// from a worker that clears them.
@@ -272,21 +282,11 @@ impl VmOperations for MapOps {
         // Unbind revokes, then waits for the faults inside this section, then zaps:
         // a PTE inserted here is either seen by the zap or never inserted.
         let _fault = map.dev.faults.read_lock();
-        let page = {
-            let mut state = map.pages.state.lock();
-            if state.revoked {
-                return VmFaultResult::SIGBUS;
-            }
-            let Some(res) = state.pages.as_mut() else {
-                return VmFaultResult::SIGBUS;
-            };
-            res.page_for_mapping(index)
-        };
         // The page stays live while the VMA maps it: its range of the map is released
         // only when no VMA maps it any more, or by unbind, which waits for this fault.
-        match page {
-            Some(page) => vmf.insert_page(&page.page()),
-            None => VmFaultResult::SIGBUS,
+        match map.pages.with_live_pages(|res| res.page_for_mapping(index)) {
+            Some(Some(page)) => vmf.insert_page(&page.page()),
+            _ => VmFaultResult::SIGBUS,
         }
     }
 
@@ -300,19 +300,14 @@ impl VmOperations for MapOps {
         };
         // As in `fault`.
         let _fault = map.dev.faults.read_lock();
-        let folio = {
-            let mut state = map.pages.state.lock();
-            if state.revoked {
-                return VmFaultResult::SIGBUS;
-            }
-            let Some(res) = state.pages.as_mut() else {
-                return VmFaultResult::SIGBUS;
-            };
-            res.folio_for_mapping(index)
-        };
-        match folio {
-            Some(folio) => vmf.insert_folio_pmd(&folio),
-            None => VmFaultResult::FALLBACK,
+        match map
+            .pages
+            .with_live_pages(|res| res.folio_for_mapping(index))
+        {
+            Some(Some(folio)) => vmf.insert_folio_pmd(&folio),
+            // Pages there cannot be one folio: `fault` maps them one by one.
+            Some(None) => VmFaultResult::FALLBACK,
+            None => VmFaultResult::SIGBUS,
         }
     }
 }
