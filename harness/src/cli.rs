@@ -18,7 +18,7 @@ const ENVIRONMENT: &str = "\
 Environment:
   P2PDMA_CACHE  where the kernel source, the O= build trees and the initramfs are kept
                 (default: $HOME/.cache/p2pdma-rs); needs about 25 GB free for a first build
-  P2PDMA_REPO   the p2pdma-rs repository whose patches/ and kernel-path files are built
+  P2PDMA_REPO   the p2pdma-rs repository whose patches/ are built
                 (default: the repository the harness was built from)
   HOME          locates the default cache, and $HOME/.cargo/bin (rustup's toolchain,
                 bindgen) is put first on PATH for kernel builds
@@ -91,6 +91,26 @@ pub enum Cmd {
         #[command(flatten)]
         boot: BootArgs,
     },
+    /// Write the series to send upstream into a directory (git format-patch with a
+    /// cover letter) and check it; exits non-zero on any failure.
+    ///
+    /// Every patch must apply with git am to pristine 7.3, pass checkpatch.pl --strict
+    /// and build (the directories the series has touched so far, the test kernel's
+    /// config, CLIPPY=1, any warning fatal); the whole series must pass rustfmtcheck
+    /// and rustdoc without warnings. `edit` and `export` are how the series is
+    /// changed: patches/ is its only copy.
+    #[command(after_help = ENVIRONMENT)]
+    Series {
+        #[command(subcommand)]
+        action: Option<SeriesAction>,
+        /// Where to write the series [default: results/<date>-series/patches]
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Skip the per-patch builds, rustfmtcheck and rustdoc (git am, checkpatch
+        /// and the series only)
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Only build the kernel (fetch, prepare the tree, configure, make bzImage modules).
     #[command(after_help = ENVIRONMENT)]
     Build {
@@ -101,6 +121,20 @@ pub enum Cmd {
         #[arg(long)]
         clippy: bool,
     },
+}
+
+/// What `./run series` does besides writing and checking the series.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SeriesAction {
+    /// Apply patches/ as commits on branch p2pdma-rs in a git worktree of the
+    /// cache's tree ($P2PDMA_CACHE/series), to edit the series with git
+    Edit {
+        /// Rebuild an existing worktree from patches/ (drops what was not exported)
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Write branch p2pdma-rs of that worktree back to patches/
+    Export,
 }
 
 /// Options of every command that boots a guest.
@@ -133,6 +167,8 @@ pub struct Opts {
     pub reps: Option<u32>,
     pub only: Option<u32>,
     pub rounds: Option<u32>,
+    pub series: Option<SeriesAction>,
+    pub out: Option<std::path::PathBuf>,
 }
 
 impl Opts {
@@ -151,6 +187,7 @@ impl Cmd {
             }
             Cmd::Bench { reps, rounds, only, boot } => ("bench", Opts { reps: Some(reps), rounds: Some(rounds), only, ..Opts::boot(boot) }),
             Cmd::Build { profile, clippy } => ("build", Opts { profile: Some(profile), clippy, ..Default::default() }),
+            Cmd::Series { action, out, no_build } => ("series", Opts { series: action, out, clippy: !no_build, ..Default::default() }),
         }
     }
 }
@@ -201,6 +238,11 @@ mod tests {
         assert_eq!(parse(&["demo", "--reps", "3"]).unwrap_err().kind(), ErrorKind::UnknownArgument);
         assert_eq!(parse(&["build", "--kvm"]).unwrap_err().kind(), ErrorKind::UnknownArgument);
         assert_eq!(parse(&["bench", "--rounds", "0"]).unwrap_err().kind(), ErrorKind::ValueValidation);
+        let (cmd, o) = parse(&["series", "--out", "/tmp/s"]).unwrap();
+        assert_eq!((cmd, o.out.unwrap().to_str(), o.clippy, o.series.is_none()), ("series", Some("/tmp/s"), true, true));
+        assert!(!parse(&["series", "--no-build"]).unwrap().1.clippy);
+        assert!(matches!(parse(&["series", "edit", "--reset"]).unwrap().1.series, Some(SeriesAction::Edit { reset: true })));
+        assert!(matches!(parse(&["series", "export"]).unwrap().1.series, Some(SeriesAction::Export)));
     }
 
     #[test]
@@ -221,6 +263,7 @@ mod tests {
             ("demo", &["--impl", "--kvm", "--timeout-min", "--append"][..]),
             ("bench", &["--reps", "--rounds", "--only", "--kvm", "--timeout-min", "--append"][..]),
             ("build", &["--profile", "--clippy"][..]),
+            ("series", &["--out", "--no-build", "edit", "export"][..]),
         ] {
             let help = Cli::command().find_subcommand_mut(cmd).unwrap().render_long_help().to_string();
             for f in flags {

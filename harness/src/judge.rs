@@ -29,12 +29,55 @@ impl Verdict {
     }
 }
 
-/// Parses an expected-tests file: `binary: test` per line, `#` comments.
-pub fn expected_tests(text: &str) -> Vec<(String, String)> {
+/// The tests a kselftest source defines, named as its TAP output names them: for a
+/// C file, `fixture.test` for each `TEST_F()`/`TEST_F_TIMEOUT()` and `global.test`
+/// for each `TEST()`/`TEST_SIGNAL()` (kselftest_harness.h); for a shell script, the
+/// literal names of its `ok <n> <suite>.<test>` lines. The sources are the only list
+/// of tests: nothing else names them.
+pub fn tests_in_source(text: &str, script: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let names: Vec<String> = if script {
+            line.match_indices("ok ")
+                .filter_map(|(i, _)| {
+                    let mut w = line[i + 3..].split_whitespace();
+                    let n = w.next()?;
+                    let name = w.next()?.trim_end_matches('"');
+                    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+                    (n.chars().all(|c| c.is_ascii_digit() || c == '$' || c.is_ascii_alphabetic())
+                        && name.contains('.')
+                        && name.chars().all(plain))
+                    .then(|| name.to_string())
+                })
+                .collect()
+        } else {
+            let l = line.trim_start();
+            let Some((mac, rest)) = l.split_once('(') else { continue };
+            let args: Vec<&str> = rest.split([',', ')']).map(str::trim).collect();
+            match mac {
+                "TEST_F" | "TEST_F_TIMEOUT" | "TEST_F_SIGNAL" if args.len() >= 2 => vec![format!("{}.{}", args[0], args[1])],
+                "TEST" | "TEST_SIGNAL" if !args.is_empty() => vec![format!("global.{}", args[0])],
+                _ => continue,
+            }
+        };
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// The KUnit suites a series adds: the names in `kunit_tests(<name>)` on its added
+/// lines.
+pub fn kunit_suites_in_patch(text: &str) -> Vec<String> {
     text.lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':').map(|(b, t)| (b.trim().to_string(), t.trim().to_string())))
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .filter_map(|l| {
+            let rest = &l[l.find("kunit_tests(")? + "kunit_tests(".len()..];
+            Some(rest[..rest.find(')')?].trim().to_string())
+        })
         .collect()
 }
 
@@ -249,13 +292,6 @@ mod tests {
     }
 
     #[test]
-    fn expected_file() {
-        let e = expected_tests("# comment\np2pdma_test: p2pmem.mmap_rw\n\np2pdma_test: odirect.same # x\n");
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[1], ("p2pdma_test".into(), "odirect.same".into()));
-    }
-
-    #[test]
     fn tap_missing_and_skipped_fail() {
         let mut v = Verdict::default();
         let text = "TAP version 13\n1..2\nok 1 a.x\nok 2 a.y # SKIP no device\n";
@@ -301,5 +337,19 @@ mod tests {
         assert_eq!(v.problems.len(), 3, "{:?}", v.problems);
         assert_eq!(v.notes.len(), 1);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tests_named_by_the_sources() {
+        let c = "FIXTURE(p2pmem) {\n};\nTEST_F(p2pmem, mmap_rw)\n{\n}\n  TEST_F_TIMEOUT(misuse, core_dump, TIMEOUT)\nTEST(lone)\n/* TEST_F(x, y) in a comment is not at a line start */\nTEST_HARNESS_MAIN\n";
+        assert_eq!(tests_in_source(c, false), ["p2pmem.mmap_rw", "misuse.core_dump", "global.lone"]);
+        let sh = "echo \"1..2\"\n\techo \"ok 1 fio.provider_a # SKIP fio is not installed\"\n\techo \"ok 2 fio.provider_b # SKIP\"\n\t\techo \"ok $n fio.$1\"\n\t\techo \"not ok $n fio.$1\"\n\techo \"ok 1 fio.provider_a\"\n";
+        assert_eq!(tests_in_source(sh, true), ["fio.provider_a", "fio.provider_b"]);
+    }
+
+    #[test]
+    fn kunit_suites_of_a_patch() {
+        let p = "+++ b/rust/kernel/genalloc.rs\n+#[cfg(CONFIG_RUST_GENALLOC_KUNIT_TEST)]\n+#[macros::kunit_tests(rust_kernel_genalloc)]\n #[kunit_tests(old_one)]\n-#[kunit_tests(gone)]\n";
+        assert_eq!(kunit_suites_in_patch(p), ["rust_kernel_genalloc"]);
     }
 }

@@ -5,8 +5,13 @@
 //!
 //! - `src/linux-source-7.3_*.deb`: the Debian package, fetched and verified by apt;
 //! - `linux/`: the source tree, a git repository whose tag `pristine` is the unpacked
-//!   package; the harness checks out "pristine + patches + overlay" into it,
-//!   rewriting only the files whose content changed, so make rebuilds only those;
+//!   package; the harness checks out "pristine + patches/" into it, rewriting
+//!   only the files whose content changed, so make rebuilds only those;
+//! - `series/`: a git worktree of `linux/` on branch `p2pdma-rs`, pristine with
+//!   `patches/` applied as commits, where the series is edited (`./run series edit`,
+//!   `./run series export`);
+//! - `series-check/` and `out/series/`: the tree and `O=` directory in which
+//!   `./run series` builds every patch;
 //! - `out/<profile>/`: one `O=` build directory per kernel profile (`base`, `debug`).
 
 use crate::util::{self, run, run_capture};
@@ -19,9 +24,11 @@ use std::time::Duration;
 
 pub const LLVM: &str = "LLVM=-19";
 
-/// Top-level kernel directories: repository files under these are overlaid.
-const OVERLAY_DIRS: &[&str] =
-    &["Documentation", "arch", "block", "drivers", "fs", "include", "kernel", "lib", "mm", "rust", "samples", "scripts", "tools"];
+/// Top-level kernel directories. The kernel change lives only in `patches/` (one
+/// source of truth: what is tested is what is sent); a repository file under one of
+/// these would be a second copy, and is refused.
+const KERNEL_DIRS: &[&str] =
+    &["Documentation", "arch", "block", "drivers", "fs", "include", "kernel", "lib", "mm", "rust", "samples", "tools"];
 
 /// A kernel profile: which fragments make its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,7 +47,7 @@ impl Profile {
         }
     }
 
-    fn fragments(self) -> &'static [&'static str] {
+    pub fn fragments(self) -> &'static [&'static str] {
         match self {
             Profile::Base => &["kconfig/base.config"],
             Profile::Debug => &["kconfig/base.config", "kconfig/debug.config"],
@@ -216,27 +223,17 @@ fn find_deb(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(debs.pop())
 }
 
-/// The repository's overlay files: (path relative to the repo, executable).
-fn overlay_files(repo: &Path) -> Result<Vec<(String, bool)>> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = OVERLAY_DIRS.iter().map(|d| repo.join(d)).filter(|p| p.is_dir()).collect();
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir)? {
-            let e = e?;
-            let p = e.path();
-            let ft = e.file_type()?;
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                let rel = p.strip_prefix(repo).unwrap().to_string_lossy().into_owned();
-                let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
-                out.push((rel, exec));
-            }
+/// Fails if the repository holds files at kernel paths outside `patches/`.
+fn check_no_kernel_files(repo: &Path) -> Result<()> {
+    for d in KERNEL_DIRS {
+        if repo.join(d).exists() {
+            bail!(
+                "{}/{d}: kernel files belong in patches/ (./run series edit, commit, ./run series export), not next to them",
+                repo.display()
+            );
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
 /// The repository's patches, in order.
@@ -251,7 +248,7 @@ pub fn patch_files(repo: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Step 2: check out pristine + patches + overlay into the tree, touching only
+/// Step 2: check out pristine + patches into the tree, touching only
 /// files whose content changed. Returns the git tree id of the result.
 pub fn prepare(paths: &Paths) -> Result<String> {
     let tree = paths.tree();
@@ -269,25 +266,11 @@ pub fn prepare(paths: &Paths) -> Result<String> {
         c.arg("-C").arg(&tree).env("GIT_INDEX_FILE", &index);
         c
     };
+    check_no_kernel_files(&paths.repo)?;
     run(git().args(["read-tree", "refs/tags/pristine"]))?;
     for p in patch_files(&paths.repo)? {
         run(git().args(["apply", "--cached", "--whitespace=nowarn"]).arg(&p))
             .with_context(|| format!("patch {} does not apply to linux 7.3", p.display()))?;
-    }
-    let files = overlay_files(&paths.repo)?;
-    if !files.is_empty() {
-        // Write blobs in one go, then add them to the temporary index.
-        let mut hash = git();
-        hash.args(["hash-object", "-w", "--stdin-paths"]);
-        let input: String = files.iter().map(|(f, _)| format!("{}\n", paths.repo.join(f).display())).collect();
-        let ids = util::run_with_input(hash, &input)?;
-        let mut info = String::new();
-        for ((f, exec), id) in files.iter().zip(ids.lines()) {
-            info.push_str(&format!("{} {}\t{}\n", if *exec { "100755" } else { "100644" }, id, f));
-        }
-        let mut upd = git();
-        upd.args(["update-index", "--add", "--index-info"]);
-        util::run_with_input(upd, &info)?;
     }
     let id = run_capture(git().args(["write-tree"]))?.trim().to_string();
     // Two-way merge from what is checked out now to the new tree: git rewrites

@@ -17,11 +17,12 @@ mod guest;
 mod judge;
 mod kconfig;
 mod kernel;
+mod series;
 mod splat;
 mod tap;
 mod util;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cli::{Opts, DEFAULT_STRESS_ITERS};
 use kernel::{Paths, Profile};
@@ -46,10 +47,7 @@ fn build_kernel(p: &Paths, profile: Profile, clippy: bool) -> Result<()> {
     kernel::check_space(p, profile)?;
     kernel::fetch(p)?;
     let id = kernel::prepare(p)?;
-    util::step(
-        "prepare",
-        &format!("build tree = pristine + {} patch(es) + overlay (tree {})", kernel::patch_files(&p.repo)?.len(), &id[..12]),
-    );
+    util::step("prepare", &format!("build tree = pristine + {} patch(es) (tree {})", kernel::patch_files(&p.repo)?.len(), &id[..12]));
     kernel::configure(p, profile, &id)?;
     let extra: &[&str] = if clippy { &["CLIPPY=1"] } else { &[] };
     kernel::build(p, profile, extra)
@@ -118,11 +116,51 @@ fn boot_in(p: &Paths, profile: Profile, work: &Path, cmdline: String, o: &Opts, 
     Ok(out)
 }
 
+/// The selftest directory of the series.
+const SELFTESTS: &str = "tools/testing/selftests/p2pdma";
+
+/// Every test case of the series' selftests, `(binary, test)`, as the sources in the
+/// prepared tree define them (`judge::tests_in_source`); the benchmark is not a test.
+fn selftest_cases(p: &Paths) -> Result<Vec<(String, String)>> {
+    let dir = p.tree().join(SELFTESTS);
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> =
+        fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let (binary, script) = match name.rsplit_once('.') {
+            Some((stem, "c")) if !stem.contains("bench") && !stem.contains("lib") => (stem.to_string(), false),
+            Some((_, "sh")) => (name.clone(), true),
+            _ => continue,
+        };
+        let tests = judge::tests_in_source(&fs::read_to_string(&f)?, script);
+        out.extend(tests.into_iter().map(|t| (binary.clone(), t)));
+    }
+    if out.is_empty() {
+        bail!("no test in {}: the series has no selftests", dir.display());
+    }
+    Ok(out)
+}
+
+/// Every KUnit suite the series adds (`kunit_tests(<name>)` in `patches/`), and the
+/// kernel crate's doctests, which the debug kernel runs at boot.
+fn kunit_suites(p: &Paths) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in kernel::patch_files(&p.repo)? {
+        out.extend(judge::kunit_suites_in_patch(&fs::read_to_string(&f)?));
+    }
+    if kernel::config_has(p, Profile::Debug, "RUST_KERNEL_DOCTESTS") {
+        out.push("rust_doctests_kernel".to_string());
+    }
+    Ok(out)
+}
+
 /// How many test cases a boot will report: the expected tests of the programs
 /// copied into its `bin/`, once per provider kind of the topology for the
 /// per-provider programs (`None` when it runs none, as the demo and benchmarks).
 fn expected_cases(p: &Paths, work: &Path) -> Option<u64> {
-    let expected = judge::expected_tests(&fs::read_to_string(p.repo.join("harness/expected-tests.txt")).ok()?);
+    let expected = selftest_cases(p).ok()?;
     let n: usize = expected
         .iter()
         .filter(|(b, _)| work.join("bin").join(b).is_file())
@@ -143,13 +181,9 @@ fn cmd_test(o: &Opts) -> Result<bool> {
     let profile = Profile::Debug;
     build_kernel(&p, profile, o.clippy)?;
     let selftests = kernel::build_selftests(&p, profile)?;
-    let expected = judge::expected_tests(&fs::read_to_string(p.repo.join("harness/expected-tests.txt"))?);
+    let expected = selftest_cases(&p)?;
     let known_text = fs::read_to_string(p.repo.join("harness/known-failures.txt"))?;
-    let kunit_suites: Vec<String> = fs::read_to_string(p.repo.join("harness/expected-kunit.txt"))?
-        .lines()
-        .map(|l| l.split('#').next().unwrap().trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let kunit_suites = kunit_suites(&p)?;
     let impls = o.impls.clone().unwrap_or_else(|| available_impls(&p, profile));
     let res = results_dir(&p, "test")?;
     let iters = o.stress_iters.unwrap_or(DEFAULT_STRESS_ITERS);
@@ -164,7 +198,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         fs::create_dir_all(work.join("bin"))?;
         // TEST_GEN_PROGS from the build, TEST_PROGS (scripts) from the source.
         let mut binaries = Vec::new();
-        let script_dir = p.tree().join("tools/testing/selftests/p2pdma");
+        let script_dir = p.tree().join(SELFTESTS);
         for (dir, scripts) in [(&selftests, false), (&script_dir, true)] {
             for e in fs::read_dir(dir)? {
                 let e = e?;
@@ -473,7 +507,7 @@ fn main() {
         return;
     }
     let (cmd, o) = cli.cmd.opts();
-    let check = if cmd == "build" { Ok(()) } else { check_boot(&o) };
+    let check = if cmd == "build" || cmd == "series" { Ok(()) } else { check_boot(&o) };
     if let Err(e) = check {
         eprintln!("harness: error: {e:#}");
         std::process::exit(1);
@@ -483,6 +517,11 @@ fn main() {
         "demo" => cmd_demo(&o),
         "bench" => cmd_bench(&o),
         "build" => paths().and_then(|p| build_kernel(&p, o.profile.unwrap_or(Profile::Debug), o.clippy).map(|_| true)),
+        "series" => paths().and_then(|p| match o.series.clone() {
+            None => series::check(&p, o.out.clone(), o.clippy),
+            Some(cli::SeriesAction::Edit { reset }) => series::edit(&p, reset).map(|_| true),
+            Some(cli::SeriesAction::Export) => series::export(&p).map(|_| true),
+        }),
         _ => unreachable!("command {cmd}"),
     };
     match r {
