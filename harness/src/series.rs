@@ -255,6 +255,7 @@ pub fn check(p: &Paths, out: Option<PathBuf>, build: bool) -> Result<bool> {
             targets.append(&mut rest);
             fail(format!("build {}", targets.join(" ")), r);
             if files.iter().any(|f| f.starts_with("tools/testing/selftests/p2pdma/")) {
+                fs::create_dir_all(obj.join("kselftest/p2pdma"))?;
                 let mut st = Command::new("make");
                 st.arg("-C")
                     .arg(wt.join("tools/testing/selftests/p2pdma"))
@@ -415,15 +416,39 @@ fn cover_letter(p: &Paths, dest: &Path, n: usize) -> Result<()> {
     let (subject, body) = template.split_once("\n\n").context("cover letter template: subject, blank line, body")?;
     let latest = |what: &str, file: &str| fs::read_to_string(p.repo.join("results").join(format!("latest-{what}")).join(file)).ok();
     let tests = latest("test", "summary.txt")
-        .map(|s| s.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"))
+        .map(|s| {
+            // The headline of each boot and the total; not each known failure and report.
+            let skip = |l: &str| {
+                let t = l.trim_start();
+                t.is_empty() || t.starts_with("XFAIL") || t.starts_with("report:")
+            };
+            s.lines().filter(|l| !skip(l)).map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+        })
         .unwrap_or_else(|| "  (no test run in this repository yet: ./run test)".into());
-    let bench = latest("bench", "bench.md").unwrap_or_else(|| "(no benchmark run in this repository yet: ./run bench)".into());
+    let bench = full_bench(&p.repo.join("results"))
+        .map(|(dir, md)| format!("{}\n(results/{dir}, ./run bench)", md.trim_end()))
+        .unwrap_or_else(|| "(no full benchmark run in this repository yet: ./run bench)".into());
     let body = body.replace("@PATCHES@", &n.to_string()).replace("@TESTS@", &tests).replace("@BENCH@", bench.trim_end());
     if !text.contains("*** SUBJECT HERE ***") || !text.contains("*** BLURB HERE ***") {
         bail!("{}: no placeholders from git format-patch", path.display());
     }
     fs::write(&path, text.replace("*** SUBJECT HERE ***", subject.trim()).replace("*** BLURB HERE ***", body.trim_end()))?;
     Ok(())
+}
+
+/// The table of the newest benchmark run that covers every figure (`./run bench`,
+/// not `--only`), and its directory name.
+fn full_bench(results: &Path) -> Option<(String, String)> {
+    let mut dirs: Vec<String> = fs::read_dir(results)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with("-bench") && !n.starts_with("latest"))
+        .collect();
+    dirs.sort();
+    dirs.into_iter().rev().find_map(|d| {
+        let md = fs::read_to_string(results.join(&d).join("bench.md")).ok()?;
+        (1..=7).all(|f| md.contains(&format!("] {f} "))).then_some((d, md))
+    })
 }
 
 #[cfg(test)]
