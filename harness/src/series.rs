@@ -172,15 +172,22 @@ fn diagnostics(output: &str) -> Vec<&str> {
 /// Runs `cmd`, appends its output to `log`, and returns it if it succeeded without
 /// diagnostics.
 fn checked(cmd: &mut Command, log: &mut fs::File, what: &str) -> Result<()> {
+    let (ok, text) = logged(cmd, log, what)?;
+    let diags = diagnostics(&text);
+    if !ok || !diags.is_empty() {
+        let shown: Vec<&str> = diags.iter().take(5).copied().collect();
+        bail!("{what}: {} ({})", if ok { "diagnostics" } else { "failed" }, shown.join(" | "));
+    }
+    Ok(())
+}
+
+/// Runs `cmd` and appends its output to `log` under `what`; returns whether it
+/// succeeded, and its output.
+fn logged(cmd: &mut Command, log: &mut fs::File, what: &str) -> Result<(bool, String)> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     writeln!(log, "===== {what}\n{text}")?;
-    let diags = diagnostics(&text);
-    if !out.status.success() || !diags.is_empty() {
-        let shown: Vec<&str> = diags.iter().take(5).copied().collect();
-        bail!("{what}: {} ({})", if out.status.success() { "diagnostics" } else { "failed" }, shown.join(" | "));
-    }
-    Ok(())
+    Ok((out.status.success(), text))
 }
 
 /// `./run series`: writes the series and checks it. Returns whether every check passed.
@@ -344,9 +351,7 @@ fn findings(text: &str) -> Vec<(String, String, String)> {
 /// checkpatch prints nothing but findings for a patch with `--no-summary`; every
 /// finding fails, except the ones in [`ACCEPTED`], which are counted in the log.
 fn checked_checkpatch(cmd: &mut Command, log: &mut fs::File, what: &str) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    writeln!(log, "===== {what}\n{text}")?;
+    let (ok, text) = logged(cmd, log, what)?;
     let all = findings(&text);
     let (accepted, bad): (Vec<_>, Vec<_>) =
         all.iter().partition(|(ty, file, _)| ACCEPTED.iter().any(|(t, prefix, _)| ty == t && file.starts_with(prefix)));
@@ -359,7 +364,7 @@ fn checked_checkpatch(cmd: &mut Command, log: &mut fs::File, what: &str) -> Resu
     if !bad.is_empty() {
         bail!("{} finding(s), first: {}", bad.len(), bad[0].2);
     }
-    if !out.status.success() && accepted.is_empty() {
+    if !ok && accepted.is_empty() {
         bail!("checkpatch failed");
     }
     Ok(())
@@ -388,23 +393,24 @@ fn configure(p: &Paths, tree: &Path, obj: &Path, log: &mut fs::File) -> Result<(
 /// A config target: Kconfig's notes about the fragments (symbols a patch does not add
 /// yet) are not build diagnostics; only failure counts.
 fn make_config(tree: &Path, obj: &Path, target: &str, log: &mut fs::File) -> Result<()> {
-    let mut c = Command::new("make");
-    c.arg("-C").arg(tree).arg(format!("O={}", obj.display())).arg(LLVM).args(["-s", target]);
-    kernel::build_env(&mut c);
-    let out = c.output().with_context(|| format!("running make {target}"))?;
-    writeln!(log, "===== make {target}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))?;
-    if !out.status.success() {
+    let (ok, _) = logged(make_cmd(tree, obj).args(["-s", target]), log, &format!("make {target}"))?;
+    if !ok {
         bail!("make {target} failed");
     }
     Ok(())
 }
 
+/// `make -C <tree> O=<obj> LLVM=-19` with the kernel build environment.
+fn make_cmd(tree: &Path, obj: &Path) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C").arg(tree).arg(format!("O={}", obj.display())).arg(LLVM);
+    kernel::build_env(&mut c);
+    c
+}
+
 fn make(tree: &Path, obj: &Path, args: &[&str], log: &mut fs::File) -> Result<()> {
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let mut c = Command::new("make");
-    c.arg("-C").arg(tree).arg(format!("O={}", obj.display())).arg(LLVM).arg(format!("-j{jobs}")).args(args);
-    kernel::build_env(&mut c);
-    checked(&mut c, log, &format!("make {}", args.join(" ")))
+    checked(make_cmd(tree, obj).arg(format!("-j{jobs}")).args(args), log, &format!("make {}", args.join(" ")))
 }
 
 /// Fills the cover letter `git format-patch` wrote from `patches/cover-letter.txt`,
