@@ -11,6 +11,10 @@ use clap::{Args, Parser, Subcommand};
 /// enough for CI under TCG. `--stress-iters N` selects the long run.
 pub const DEFAULT_STRESS_ITERS: u32 = 3;
 
+/// Stress rounds of a soak on the base kernel, and on the debug kernel.
+pub const SOAK_ROUNDS: u32 = 200;
+pub const SOAK_DEBUG_ROUNDS: u32 = 20;
+
 /// Repetitions of each benchmark per boot when `--reps` is not given.
 pub const DEFAULT_REPS: u32 = 5;
 
@@ -72,6 +76,33 @@ pub enum Cmd {
         /// --timeout-min 100000)
         #[arg(long, value_name = "N", default_value_t = DEFAULT_STRESS_ITERS)]
         stress_iters: u32,
+        #[command(flatten)]
+        boot: BootArgs,
+    },
+    /// The long run: the stress tests for many rounds on the base kernel and on the
+    /// debug kernel, then every test on the debug kernel with lazy RCU; writes
+    /// soak.txt, whose figure `./run test` reports (`longrun=`).
+    ///
+    /// One boot per implementation and kernel runs p2pmem_stress_test on every
+    /// provider with P2PDMA_STRESS_ITERS rounds; a last boot (the Rust
+    /// implementation, `rcu_nocbs=all rcutree.enable_rcu_lazy=1`) runs every test
+    /// with RCU callbacks batched lazily, as on a battery-powered machine. Any failed
+    /// case, splat, hang or leak fails the soak. Not part of `./run test`: it takes
+    /// hours under TCG.
+    #[command(after_help = ENVIRONMENT)]
+    Soak {
+        /// Stress rounds per test on the base kernel
+        #[arg(long, value_name = "N", default_value_t = SOAK_ROUNDS, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        /// Stress rounds per test on the debug kernel
+        #[arg(long, value_name = "N", default_value_t = SOAK_DEBUG_ROUNDS, value_parser = clap::value_parser!(u32).range(1..))]
+        debug_rounds: u32,
+        /// Implementations to soak, comma-separated [default: every one the kernel has]
+        #[arg(long = "impl", value_name = "IMPL,...", value_delimiter = ',', value_parser = ["c", "rust"])]
+        impls: Option<Vec<String>>,
+        /// Skip the boot with lazy RCU
+        #[arg(long)]
+        no_lazy: bool,
         #[command(flatten)]
         boot: BootArgs,
     },
@@ -167,6 +198,8 @@ pub struct Opts {
     pub reps: Option<u32>,
     pub only: Option<u32>,
     pub rounds: Option<u32>,
+    pub debug_rounds: Option<u32>,
+    pub lazy: bool,
     pub series: Option<SeriesAction>,
     pub out: Option<std::path::PathBuf>,
 }
@@ -184,6 +217,9 @@ impl Cmd {
             Cmd::Demo { imp, boot } => ("demo", Opts { impls: imp.map(|i| vec![i]), ..Opts::boot(boot) }),
             Cmd::Test { impls, no_canary, clippy, stress_iters, boot } => {
                 ("test", Opts { impls, canary: !no_canary, clippy, stress_iters: Some(stress_iters), ..Opts::boot(boot) })
+            }
+            Cmd::Soak { rounds, debug_rounds, impls, no_lazy, boot } => {
+                ("soak", Opts { impls, stress_iters: Some(rounds), debug_rounds: Some(debug_rounds), lazy: !no_lazy, ..Opts::boot(boot) })
             }
             Cmd::Bench { reps, rounds, only, boot } => ("bench", Opts { reps: Some(reps), rounds: Some(rounds), only, ..Opts::boot(boot) }),
             Cmd::Build { profile, clippy } => ("build", Opts { profile: Some(profile), clippy, ..Default::default() }),
@@ -243,6 +279,10 @@ mod tests {
         assert!(!parse(&["series", "--no-build"]).unwrap().1.clippy);
         assert!(matches!(parse(&["series", "edit", "--reset"]).unwrap().1.series, Some(SeriesAction::Edit { reset: true })));
         assert!(matches!(parse(&["series", "export"]).unwrap().1.series, Some(SeriesAction::Export)));
+        let (cmd, o) = parse(&["soak", "--rounds", "5", "--debug-rounds", "2", "--impl", "rust", "--no-lazy"]).unwrap();
+        assert_eq!((cmd, o.stress_iters, o.debug_rounds, o.lazy), ("soak", Some(5), Some(2), false));
+        let (_, o) = parse(&["soak"]).unwrap();
+        assert_eq!((o.stress_iters, o.debug_rounds, o.lazy), (Some(SOAK_ROUNDS), Some(SOAK_DEBUG_ROUNDS), true));
     }
 
     #[test]
@@ -264,6 +304,7 @@ mod tests {
             ("bench", &["--reps", "--rounds", "--only", "--kvm", "--timeout-min", "--append"][..]),
             ("build", &["--profile", "--clippy"][..]),
             ("series", &["--out", "--no-build", "edit", "export"][..]),
+            ("soak", &["--rounds", "--debug-rounds", "--impl", "--no-lazy", "--kvm", "--timeout-min", "--append"][..]),
         ] {
             let help = Cli::command().find_subcommand_mut(cmd).unwrap().render_long_help().to_string();
             for f in flags {

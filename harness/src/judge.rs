@@ -21,12 +21,82 @@ pub struct Verdict {
     pub xfailed: Vec<String>,
     /// Known failures that passed this time: reported, they do not fail the run.
     pub xpassed: Vec<String>,
+    /// Tests that skipped. A skip fails the run: the harness's guest has every
+    /// device and capability the tests look for, so a skip means one went missing.
+    pub skipped: Vec<String>,
 }
 
 impl Verdict {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.problems.is_empty()
+        self.failed.is_empty() && self.problems.is_empty() && self.skipped.is_empty()
     }
+}
+
+/// Counts over every boot of a run, for its last lines.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub xfailed: usize,
+    pub splats: usize,
+    pub hangs: usize,
+    pub leaks: usize,
+    pub faults_injected: usize,
+    pub faults_survived: usize,
+    /// Whether any boot ran the fault-injection test.
+    pub faults_run: bool,
+}
+
+impl Totals {
+    pub fn add(&mut self, v: &Verdict, r: &Reliability) {
+        self.passed += v.passed.len();
+        self.failed += v.failed.len() + v.problems.len();
+        self.skipped += v.skipped.len();
+        self.xfailed += v.xfailed.len();
+        self.splats += v.splats.len();
+        self.hangs += r.hangs;
+        self.leaks += r.leaks + v.problems.iter().filter(|p| p.starts_with("kmemleak")).count();
+        self.faults_injected += r.faults_injected;
+        self.faults_survived += r.faults_survived;
+        self.faults_run |= v.passed.iter().chain(&v.failed).any(|t| t.starts_with("p2pmem_fault_test"));
+    }
+
+    /// `(survived, injected)` if fault injection ran.
+    pub fn faults(&self) -> Option<(usize, usize)> {
+        self.faults_run.then_some((self.faults_survived, self.faults_injected))
+    }
+
+    /// The one-line summary: cases, stress rounds, splats, hangs, leaked pages or
+    /// objects, fault injection (`faults=` survived/injected, or `not-run`), and the
+    /// latest soak (`longrun=`, or `none`).
+    pub fn summary_line(&self, iterations: u32, faults: Option<(usize, usize)>, longrun: Option<&str>) -> String {
+        format!(
+            "summary: cases={} iterations={iterations} splats={} hangs={} leaked={} faults={} longrun={}",
+            self.passed + self.failed + self.skipped + self.xfailed,
+            self.splats,
+            self.hangs,
+            self.leaks,
+            faults.map_or("not-run".to_string(), |(s, i)| format!("{s}/{i}")),
+            longrun.unwrap_or("none")
+        )
+    }
+
+    /// The standard counts line.
+    pub fn counts_line(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped, {} expected failure(s) (harness/known-failures.txt)",
+            self.passed, self.failed, self.skipped, self.xfailed
+        )
+    }
+}
+
+/// The `longrun=` figure of the latest soak (the `longrun:` line of
+/// `results/latest-soak/soak.txt`, `<base rounds>+<debug rounds>@<when>:ok|FAILED`),
+/// if a soak has run in this repository.
+pub fn latest_soak(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("longrun: ")).map(|l| l.trim().to_string())
 }
 
 /// The tests a kselftest source defines, named as its TAP output names them: for a
@@ -128,7 +198,7 @@ pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i
                 xfails += 1;
                 v.xfailed.push(format!("{name}: {why}"));
             }
-            (Status::Skip(why), _) => v.failed.push(format!("{name} (skipped: {why})")),
+            (Status::Skip(why), _) => v.skipped.push(format!("{name} (skipped: {why})")),
         }
     }
     for t in expected {
@@ -136,7 +206,8 @@ pub fn judge_tap(v: &mut Verdict, binary: &str, text: Option<&str>, rc: Option<i
             v.failed.push(format!("{binary}: {t} (expected, not run)"));
         }
     }
-    if rc != Some(0) && xfails == 0 && v.failed.iter().all(|f| !f.starts_with(&format!("{binary}:"))) {
+    let mine = |f: &String| f.starts_with(&format!("{binary}:"));
+    if rc != Some(0) && xfails == 0 && !v.failed.iter().any(mine) && !v.skipped.iter().any(mine) {
         v.problems.push(format!("{binary}: exit status {rc:?} with no failed test"));
     }
 }
@@ -150,7 +221,7 @@ pub fn judge_kunit(v: &mut Verdict, console: &str, expected_suites: &[String]) {
         match &p.status {
             Status::Pass => v.passed.push(name),
             Status::Fail => v.failed.push(name),
-            Status::Skip(why) => v.failed.push(format!("{name} (skipped: {why})")),
+            Status::Skip(why) => v.skipped.push(format!("{name} (skipped: {why})")),
         }
     }
     for s in expected_suites {
@@ -213,14 +284,18 @@ pub struct Reliability {
     pub splats: usize,
     pub hangs: usize,
     pub leaks: usize,
+    /// Allocation failures `p2pmem_fault_test` injected, and those that ended
+    /// cleanly (`# faults: injected=N survived=M` lines).
+    pub faults_injected: usize,
+    pub faults_survived: usize,
 }
 
 impl Reliability {
     pub fn summary(&self, imp: &str) -> String {
         format!(
             "reliability [{imp}]: {} misuse/stress cases ({} failed), {} stress rounds each, \
-             {} splat(s), {} hang(s), {} leak(s)",
-            self.cases, self.failed, self.iterations, self.splats, self.hangs, self.leaks
+             {} splat(s), {} hang(s), {} leak(s), {} of {} injected allocation failure(s) survived",
+            self.cases, self.failed, self.iterations, self.splats, self.hangs, self.leaks, self.faults_survived, self.faults_injected
         )
     }
 }
@@ -236,6 +311,11 @@ pub fn reliability(v: &Verdict, results: &Path, iterations: u32, timed_out: bool
         let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".tap") else { continue };
         let bin = stem.split('@').next().unwrap_or(stem);
+        if bin == "p2pmem_fault_test" {
+            let (i, s) = fault_counts(&fs::read_to_string(&f).unwrap_or_default());
+            r.faults_injected += i;
+            r.faults_survived += s;
+        }
         if !["p2pmem_misuse_test", "p2pmem_stress_test", "p2pmem_bar_test"].contains(&bin) {
             continue;
         }
@@ -247,6 +327,21 @@ pub fn reliability(v: &Verdict, results: &Path, iterations: u32, timed_out: bool
         r.leaks += reliability_leaks(&text);
     }
     r
+}
+
+/// Sums the `# faults: injected=N survived=M` lines of a TAP file.
+fn fault_counts(tap: &str) -> (usize, usize) {
+    let mut out = (0, 0);
+    for l in tap.lines().filter_map(|l| l.trim().strip_prefix("# faults: ")) {
+        for kv in l.split_whitespace() {
+            match kv.split_once('=') {
+                Some(("injected", n)) => out.0 += n.parse::<usize>().unwrap_or(0),
+                Some(("survived", n)) => out.1 += n.parse::<usize>().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// Failed p2pmem/available checks (pages not returned to the pool).
@@ -270,7 +365,14 @@ mod tests {
         fs::write(dir.join("p2pmem_misuse_test.tap"), "1..1\nok 1 misuse.x\n").unwrap();
         let v = Verdict::default();
         let r = reliability(&v, &dir, 7, false);
-        assert_eq!(r, Reliability { cases: 3, failed: 1, iterations: 7, splats: 0, hangs: 1, leaks: 1 });
+        assert_eq!(r, Reliability { cases: 3, failed: 1, iterations: 7, splats: 0, hangs: 1, leaks: 1, ..Default::default() });
+        fs::write(
+            dir.join("p2pmem_fault_test@nvme.tap"),
+            "1..2\n# faults: injected=12 survived=12\nok 1 fault.mmap\n# faults: injected=3 survived=2\nnot ok 2 fault.fork\n",
+        )
+        .unwrap();
+        let r = reliability(&v, &dir, 7, false);
+        assert_eq!((r.faults_injected, r.faults_survived), (15, 14));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -297,7 +399,8 @@ mod tests {
         let text = "TAP version 13\n1..2\nok 1 a.x\nok 2 a.y # SKIP no device\n";
         judge_tap(&mut v, "t", Some(text), Some(0), &["a.x".into(), "a.y".into(), "a.z".into()], &[]);
         assert_eq!(v.passed, ["t: a.x"]);
-        assert_eq!(v.failed.len(), 2, "{:?}", v.failed);
+        assert_eq!(v.skipped, ["t: a.y (skipped: no device)"]);
+        assert_eq!(v.failed, ["t: a.z (expected, not run)"]);
         assert!(!v.ok());
     }
 

@@ -314,10 +314,7 @@ pub fn configure(paths: &Paths, profile: Profile, tree_id: &str) -> Result<()> {
         c
     };
     run(&mut make(&["-s", "tinyconfig"]))?;
-    let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
-    merge.current_dir(&tree).arg("-m").arg("-O").arg(&out).arg(out.join(".config")).args(&frags);
-    run_capture(&mut merge)?;
-    run(&mut make(&["-s", "olddefconfig"]))?;
+    merge_config(&tree, &out, &out.join(".config"), &frags)?;
     let have = crate::kconfig::parse(&fs::read_to_string(out.join(".config"))?);
     let bad = crate::kconfig::mismatches(&requested, &have);
     if !bad.is_empty() {
@@ -328,6 +325,20 @@ pub fn configure(paths: &Paths, profile: Profile, tree_id: &str) -> Result<()> {
     }
     fs::write(&stamp_file, stamp)?;
     Ok(())
+}
+
+/// Merges the fragments `frags` onto the config `base` into `out/.config` with
+/// `merge_config.sh -m`, then completes it with `make olddefconfig`: the config step
+/// of the test kernels and of the series' per-patch builds. Returns what both printed.
+pub fn merge_config(tree: &Path, out: &Path, base: &Path, frags: &[PathBuf]) -> Result<String> {
+    let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
+    merge.current_dir(tree).arg("-m").arg("-O").arg(out).arg(base).args(frags);
+    let mut text = run_capture(&mut merge)?;
+    let mut old = Command::new("make");
+    old.arg("-C").arg(tree).arg(format!("O={}", out.display())).arg(LLVM).args(["-s", "olddefconfig"]);
+    build_env(&mut old);
+    text.push_str(&run_capture(&mut old)?);
+    Ok(text)
 }
 
 /// Whether the configured kernel has `CONFIG_<sym>=y`.

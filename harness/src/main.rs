@@ -5,6 +5,7 @@
 //! ```text
 //! ./run test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
 //! ./run demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
+//! ./run soak  [--rounds N] [--debug-rounds N]        the long run: stress tests, lazy RCU
 //! ./run bench [--reps N] [--rounds N] [--only FIGURE]  C vs Rust benchmarks, base kernel
 //! ./run build [--profile base|debug] [--clippy]       only build
 //! ```
@@ -176,14 +177,138 @@ fn write_run_sh(work: &Path, body: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the tests of one boot need to know besides the boot itself.
+struct Suite {
+    /// The selftest programs as built (`TEST_GEN_PROGS`).
+    selftests: PathBuf,
+    /// Every selftest case, `(binary, test)`.
+    expected: Vec<(String, String)>,
+    /// `harness/known-failures.txt`.
+    known_text: String,
+    /// KUnit suites to find in the console (none for the base kernel).
+    kunit_suites: Vec<String>,
+}
+
+impl Suite {
+    fn new(p: &Paths, profile: Profile) -> Result<Self> {
+        Ok(Suite {
+            selftests: kernel::build_selftests(p, profile)?,
+            expected: selftest_cases(p)?,
+            known_text: fs::read_to_string(p.repo.join("harness/known-failures.txt"))?,
+            kunit_suites: if profile == Profile::Debug { kunit_suites(p)? } else { Vec::new() },
+        })
+    }
+}
+
+/// One boot running selftests: which programs, how many stress rounds, what else
+/// goes on the command line.
+struct TestBoot<'a> {
+    profile: Profile,
+    imp: &'a str,
+    iters: u32,
+    /// Whether a program (a binary, or a script of `TEST_PROGS`) runs in this boot.
+    programs: &'a dyn Fn(&str) -> bool,
+    cmdline: String,
+    /// Guest timeout in minutes, unless `--timeout-min` says otherwise.
+    minutes: u64,
+}
+
+/// The outcome of a [`TestBoot`], judged.
+struct Judged {
+    v: judge::Verdict,
+    rel: judge::Reliability,
+    results: PathBuf,
+}
+
+/// Boots once with `b`'s programs in `work`, and judges the TAP of every program on
+/// every provider, the KUnit suites and the kernel log.
+fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> Result<Judged> {
+    let known = judge::known_failures(&s.known_text, b.imp);
+    fs::create_dir_all(work.join("bin"))?;
+    // TEST_GEN_PROGS from the build, TEST_PROGS (scripts) from the source.
+    let mut binaries = Vec::new();
+    let script_dir = p.tree().join(SELFTESTS);
+    for (dir, scripts) in [(&s.selftests, false), (&script_dir, true)] {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let wanted = if scripts { name.ends_with(".sh") } else { !name.contains('.') && !name.contains("bench") };
+            if e.file_type()?.is_file() && wanted && (b.programs)(&name) {
+                fs::copy(e.path(), work.join("bin").join(&name))?;
+                binaries.push(name);
+            }
+        }
+    }
+    binaries.sort();
+    write_run_sh(work, &format!("IMPL={}\nexport P2PDMA_STRESS_ITERS={}\nrun_tests\nfinish\n", b.imp, b.iters))?;
+    let cmdline = base_cmdline(&format!("p2pdma.impl={} {} {}", b.imp, b.cmdline, o.extra_cmdline));
+    let out = boot_in(p, b.profile, work, cmdline, o, b.minutes)?;
+    let console = fs::read_to_string(&out.console)?;
+    let mut v = judge::Verdict::default();
+    if let Err(e) = guest::require_finished(&out) {
+        v.problems.push(e.to_string());
+    }
+    let results = work.join("results");
+    // The guest lists the providers it found by what they are (`<kind> <BDF>`);
+    // every kind of the topology must be there, and every per-provider test
+    // runs on each.
+    let (providers, missing) = guest::providers(&results);
+    if let Some(kind) = missing {
+        v.problems.push(format!("no p2pmem provider of kind {kind} in the guest (providers.txt: {providers:?})"));
+    }
+    for bin in &binaries {
+        let exp: Vec<String> = s.expected.iter().filter(|(x, _)| x == bin).map(|(_, t)| t.clone()).collect();
+        let kf: Vec<(String, String)> = known.iter().filter(|(x, _, _)| x == bin).map(|(_, t, r)| (t.clone(), r.clone())).collect();
+        let runs: Vec<String> = if guest::ONCE_PER_BOOT.contains(&bin.as_str()) {
+            vec![bin.clone()]
+        } else {
+            providers.iter().map(|p| format!("{bin}@{p}")).collect()
+        };
+        for run in &runs {
+            let tap = fs::read_to_string(results.join(format!("{run}.tap"))).ok();
+            let rc = fs::read_to_string(results.join(format!("{run}.rc"))).ok().and_then(|s| s.trim().parse().ok());
+            judge::judge_tap(&mut v, run, tap.as_deref(), rc, &exp, &kf);
+        }
+    }
+    for (bin, _) in &s.expected {
+        if (b.programs)(bin) && !binaries.contains(bin) {
+            v.problems.push(format!("expected test program {bin} was not built"));
+        }
+    }
+    judge::judge_kunit(&mut v, &console, &s.kunit_suites);
+    judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
+    let rel = judge::reliability(&v, &results, b.iters, out.timed_out);
+    Ok(Judged { v, rel, results })
+}
+
+/// The summary lines of a judged boot.
+fn boot_lines(title: &str, j: &Judged, imp: &str) -> Vec<String> {
+    let v = &j.v;
+    let mut lines = vec![format!(
+        "== {title}: {} passed, {} failed, {} skipped, {} known failure(s), {} problem(s), {} splat(s)",
+        v.passed.len(),
+        v.failed.len(),
+        v.skipped.len(),
+        v.xfailed.len(),
+        v.problems.len(),
+        v.splats.len()
+    )];
+    lines.extend(v.failed.iter().map(|f| format!("   FAIL {f}")));
+    lines.extend(v.xfailed.iter().map(|f| format!("   XFAIL {f}")));
+    lines.extend(v.xpassed.iter().map(|f| format!("   XPASS {f}")));
+    lines.extend(v.skipped.iter().map(|f| format!("   SKIP {f}")));
+    lines.extend(v.problems.iter().map(|f| format!("   PROBLEM {f}")));
+    lines.extend(v.notes.iter().map(|n| format!("   NOTE {n}")));
+    lines.extend(diag_lines(&j.results).into_iter().map(|d| format!("   {d}")));
+    lines.push(format!("   {}", j.rel.summary(imp)));
+    lines
+}
+
 fn cmd_test(o: &Opts) -> Result<bool> {
     let p = paths()?;
     let profile = Profile::Debug;
     build_kernel(&p, profile, o.clippy)?;
-    let selftests = kernel::build_selftests(&p, profile)?;
-    let expected = selftest_cases(&p)?;
-    let known_text = fs::read_to_string(p.repo.join("harness/known-failures.txt"))?;
-    let kunit_suites = kunit_suites(&p)?;
+    let suite = Suite::new(&p, profile)?;
     let impls = o.impls.clone().unwrap_or_else(|| available_impls(&p, profile));
     let res = results_dir(&p, "test")?;
     let iters = o.stress_iters.unwrap_or(DEFAULT_STRESS_ITERS);
@@ -191,95 +316,21 @@ fn cmd_test(o: &Opts) -> Result<bool> {
 
     let mut all_ok = true;
     let mut lines = Vec::new();
-    let (mut npass, mut nfail, mut nxfail) = (0, 0, 0);
+    let mut total = judge::Totals::default();
     for imp in &impls {
-        let known = judge::known_failures(&known_text, imp);
-        let work = res.join(imp);
-        fs::create_dir_all(work.join("bin"))?;
-        // TEST_GEN_PROGS from the build, TEST_PROGS (scripts) from the source.
-        let mut binaries = Vec::new();
-        let script_dir = p.tree().join(SELFTESTS);
-        for (dir, scripts) in [(&selftests, false), (&script_dir, true)] {
-            for e in fs::read_dir(dir)? {
-                let e = e?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                let wanted = if scripts { name.ends_with(".sh") } else { !name.contains('.') && !name.contains("bench") };
-                if e.file_type()?.is_file() && wanted {
-                    fs::copy(e.path(), work.join("bin").join(&name))?;
-                    binaries.push(name);
-                }
-            }
-        }
-        binaries.sort();
-        write_run_sh(&work, &format!("IMPL={imp}\nexport P2PDMA_STRESS_ITERS={iters}\nrun_tests\nfinish\n"))?;
-        let cmdline = base_cmdline(&format!("p2pdma.impl={imp} {}", o.extra_cmdline));
-        // About a minute per stress round under TCG, on top of the rest.
-        let out = boot_in(&p, profile, &work, cmdline, o, 40 + u64::from(iters) * 2)?;
-        let console = fs::read_to_string(&out.console)?;
-        let mut v = judge::Verdict::default();
-        if let Err(e) = guest::require_finished(&out) {
-            v.problems.push(e.to_string());
-        }
-        let results = work.join("results");
-        // The guest lists the providers it found by what they are (`<kind> <BDF>`);
-        // every kind of the topology must be there, and every per-provider test
-        // runs on each.
-        let (providers, missing) = guest::providers(&results);
-        if let Some(kind) = missing {
-            v.problems.push(format!("no p2pmem provider of kind {kind} in the guest (providers.txt: {providers:?})"));
-        }
-        for b in &binaries {
-            let exp: Vec<String> = expected.iter().filter(|(x, _)| x == b).map(|(_, t)| t.clone()).collect();
-            let kf: Vec<(String, String)> = known.iter().filter(|(x, _, _)| x == b).map(|(_, t, r)| (t.clone(), r.clone())).collect();
-            let runs: Vec<String> = if guest::ONCE_PER_BOOT.contains(&b.as_str()) {
-                vec![b.clone()]
-            } else {
-                providers.iter().map(|p| format!("{b}@{p}")).collect()
-            };
-            for run in &runs {
-                let tap = fs::read_to_string(results.join(format!("{run}.tap"))).ok();
-                let rc = fs::read_to_string(results.join(format!("{run}.rc"))).ok().and_then(|s| s.trim().parse().ok());
-                judge::judge_tap(&mut v, run, tap.as_deref(), rc, &exp, &kf);
-            }
-        }
-        for (b, _) in &expected {
-            if !binaries.contains(b) {
-                v.problems.push(format!("expected test program {b} was not built"));
-            }
-        }
-        judge::judge_kunit(&mut v, &console, &kunit_suites);
-        judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
-        npass += v.passed.len();
-        nfail += v.failed.len() + v.problems.len();
-        nxfail += v.xfailed.len();
-        lines.push(format!(
-            "== impl={imp}: {} passed, {} failed, {} known failure(s), {} problem(s), {} splat(s)",
-            v.passed.len(),
-            v.failed.len(),
-            v.xfailed.len(),
-            v.problems.len(),
-            v.splats.len()
-        ));
-        for f in &v.failed {
-            lines.push(format!("   FAIL {f}"));
-        }
-        for f in &v.xfailed {
-            lines.push(format!("   XFAIL {f}"));
-        }
-        for f in &v.xpassed {
-            lines.push(format!("   XPASS {f}"));
-        }
-        for f in &v.problems {
-            lines.push(format!("   PROBLEM {f}"));
-        }
-        for n in &v.notes {
-            lines.push(format!("   NOTE {n}"));
-        }
-        for d in diag_lines(&results) {
-            lines.push(format!("   {d}"));
-        }
-        lines.push(format!("   {}", judge::reliability(&v, &results, iters, out.timed_out).summary(imp)));
-        all_ok &= v.ok();
+        let b = TestBoot {
+            profile,
+            imp,
+            iters,
+            programs: &|_| true,
+            cmdline: String::new(),
+            // About a minute per stress round under TCG, on top of the rest.
+            minutes: 40 + u64::from(iters) * 2,
+        };
+        let j = run_test_boot(&p, &suite, &b, o, &res.join(imp))?;
+        total.add(&j.v, &j.rel);
+        lines.extend(boot_lines(&format!("impl={imp}"), &j, imp));
+        all_ok &= j.v.ok();
     }
 
     if o.canary {
@@ -293,26 +344,94 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         judge::judge_kernel(&mut v, &console, &work.join("results"), "");
         let caught = v.splats.iter().any(|s| s.kind == "WARN") && !v.ok();
         if caught && out.finished {
-            npass += 1;
+            total.passed += 1;
             lines.push("== canary: a WARN triggered through LKDTM was detected as a splat (the splat check works)".into());
         } else {
-            nfail += 1;
+            total.failed += 1;
             all_ok = false;
             lines.push(format!("== canary: FAIL: the deliberate WARN was not detected (finished={}, splats={:?})", out.finished, v.splats));
         }
     }
 
+    let longrun = judge::latest_soak(&p.repo.join("results/latest-soak/soak.txt"));
+    lines.push(total.summary_line(iters, total.faults(), longrun.as_deref()));
     println!();
     println!("================ p2pdma-rs test summary ================");
     for l in &lines {
         println!("{l}");
     }
     println!("results (guest console, TAP, dmesg): {}", res.display());
-    println!("{npass} passed, {nfail} failed, {nxfail} expected failure(s) (harness/known-failures.txt)");
-    fs::write(
-        res.join("summary.txt"),
-        lines.join("\n") + &format!("\n{npass} passed, {nfail} failed, {nxfail} expected failure(s) (harness/known-failures.txt)\n"),
-    )?;
+    println!("{}", total.counts_line());
+    fs::write(res.join("summary.txt"), lines.join("\n") + &format!("\n{}\n", total.counts_line()))?;
+    Ok(all_ok)
+}
+
+/// The programs a soak boot runs: the stress tests.
+fn stress_only(name: &str) -> bool {
+    name == "p2pmem_stress_test"
+}
+
+fn cmd_soak(o: &Opts) -> Result<bool> {
+    let p = paths()?;
+    let rounds = o.stress_iters.unwrap_or(cli::SOAK_ROUNDS);
+    let debug_rounds = o.debug_rounds.unwrap_or(cli::SOAK_DEBUG_ROUNDS);
+    let res = results_dir(&p, "soak")?;
+    let mut lines = Vec::new();
+    let mut total = judge::Totals::default();
+    let mut all_ok = true;
+    // Stress rounds take about 8 s (base) and 25 s (debug) per round and provider
+    // kind under TCG; the timeouts leave twice that.
+    for (profile, n, per_round_s) in [(Profile::Base, rounds, 16), (Profile::Debug, debug_rounds, 50)] {
+        build_kernel(&p, profile, false)?;
+        let suite = Suite::new(&p, profile)?;
+        let impls = o.impls.clone().unwrap_or_else(|| available_impls(&p, profile));
+        util::step("soak", &format!("{} kernel: {n} stress rounds, {}; results: {}", profile.name(), impls.join(", "), res.display()));
+        for imp in &impls {
+            let b = TestBoot {
+                profile,
+                imp,
+                iters: n,
+                programs: &stress_only,
+                cmdline: String::new(),
+                minutes: 15 + u64::from(n) * per_round_s * guest::PROVIDER_KINDS.len() as u64 / 60,
+            };
+            let j = run_test_boot(&p, &suite, &b, o, &res.join(format!("{}-{imp}", profile.name())))?;
+            total.add(&j.v, &j.rel);
+            lines.extend(boot_lines(&format!("{} kernel, impl={imp}, {n} rounds", profile.name()), &j, imp));
+            all_ok &= j.v.ok();
+        }
+    }
+    if o.lazy {
+        // Lazy RCU applies to CPUs whose callbacks are offloaded: all of them here.
+        let profile = Profile::Debug;
+        if !kernel::config_has(&p, profile, "RCU_LAZY") {
+            bail!("the debug kernel has no CONFIG_RCU_LAZY (kconfig/debug.config)");
+        }
+        let suite = Suite::new(&p, profile)?;
+        let b = TestBoot {
+            profile,
+            imp: "rust",
+            iters: DEFAULT_STRESS_ITERS,
+            programs: &|_| true,
+            cmdline: "rcu_nocbs=all rcutree.enable_rcu_lazy=1".into(),
+            minutes: 40 + u64::from(DEFAULT_STRESS_ITERS) * 2,
+        };
+        let j = run_test_boot(&p, &suite, &b, o, &res.join("debug-rust-lazy-rcu"))?;
+        total.add(&j.v, &j.rel);
+        lines.extend(boot_lines("debug kernel, impl=rust, lazy RCU (rcu_nocbs=all rcutree.enable_rcu_lazy=1)", &j, "rust"));
+        all_ok &= j.v.ok();
+    }
+    let stamp = res.file_name().map(|f| f.to_string_lossy().trim_end_matches("-soak").to_string()).unwrap_or_default();
+    lines.push(format!("longrun: {rounds}+{debug_rounds}@{stamp}:{}", if all_ok { "ok" } else { "FAILED" }));
+    lines.push(total.summary_line(rounds, total.faults(), None));
+    lines.push(total.counts_line());
+    println!();
+    println!("================ p2pdma-rs soak summary ================");
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("results: {}", res.display());
+    fs::write(res.join("soak.txt"), lines.join("\n") + "\n")?;
     Ok(all_ok)
 }
 
@@ -514,6 +633,7 @@ fn main() {
     }
     let r = match cmd {
         "test" => cmd_test(&o),
+        "soak" => cmd_soak(&o),
         "demo" => cmd_demo(&o),
         "bench" => cmd_bench(&o),
         "build" => paths().and_then(|p| build_kernel(&p, o.profile.unwrap_or(Profile::Debug), o.clippy).map(|_| true)),

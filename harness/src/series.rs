@@ -9,11 +9,13 @@
 //!   and checks it: every patch applies with `git am` to pristine 7.3, passes
 //!   `checkpatch.pl --strict`, and builds (the directories the series has touched so
 //!   far, with the test kernel's config and `CLIPPY=1`, warnings fatal); the whole
-//!   series passes `rustfmtcheck` and `rustdoc` without warnings.
+//!   series builds with `allmodconfig` (`kconfig/allmod.config`) and passes
+//!   `rustfmtcheck` and `rustdoc` without warnings.
 //!
 //! `./run test`, `./run demo` and `./run bench` build pristine + `patches/`: what is
 //! tested is what is sent.
 
+use crate::kconfig;
 use crate::kernel::{self, Paths, Profile, LLVM};
 use crate::util::{self, run_capture};
 use anyhow::{bail, Context, Result};
@@ -286,6 +288,22 @@ pub fn check(p: &Paths, out: Option<PathBuf>, build: bool) -> Result<bool> {
         failures.push(format!("files without a MAINTAINERS entry: {}", uncovered.join(" ")));
     }
     if build {
+        let t = Instant::now();
+        let r = allmod_build(p, &wt, &dirs, &mut log);
+        let ok = r.is_ok();
+        if let Err(e) = r {
+            failures.push(format!("allmodconfig: {e:#}"));
+        }
+        let all: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        util::step(
+            "series",
+            &format!(
+                "allmodconfig build of {} (whole series): {} ({})",
+                all.join(" "),
+                if ok { "ok" } else { "FAILED" },
+                util::human(t.elapsed())
+            ),
+        );
         for (what, target) in [("rustfmtcheck", "rustfmtcheck"), ("rustdoc", "rustdoc")] {
             let t = Instant::now();
             let r = make(&wt, &obj, &[target], &mut log);
@@ -377,17 +395,48 @@ fn configure(p: &Paths, tree: &Path, obj: &Path, log: &mut fs::File) -> Result<(
     if !obj.join(".config").exists() {
         make_config(tree, obj, "tinyconfig", log)?;
     }
-    let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
-    merge.current_dir(tree).arg("-m").arg("-O").arg(obj).arg(obj.join("tinyconfig.base")).args(&frags);
     if !obj.join("tinyconfig.base").exists() {
         fs::copy(obj.join(".config"), obj.join("tinyconfig.base"))?;
     }
-    let o = merge.output()?;
-    writeln!(log, "===== merge_config\n{}", String::from_utf8_lossy(&o.stdout))?;
-    if !o.status.success() {
-        bail!("merge_config.sh failed");
+    let r = kernel::merge_config(tree, obj, &obj.join("tinyconfig.base"), &frags);
+    match r {
+        Ok(text) => {
+            writeln!(log, "===== merge_config + olddefconfig\n{text}")?;
+            Ok(())
+        }
+        Err(e) => {
+            writeln!(log, "===== merge_config + olddefconfig\n{e:#}")?;
+            Err(e.context("merge_config.sh + olddefconfig"))
+        }
     }
-    make_config(tree, obj, "olddefconfig", log)
+}
+
+/// `make allmodconfig` of the whole series, with `kconfig/allmod.config` (Rust on,
+/// and what would turn it off or only cost time off; the series' options as
+/// allmodconfig sets them), then the directories the series touches with CLIPPY=1,
+/// any warning fatal: catches what the test kernel's config hides (code built as a
+/// module, options the test kernel lacks).
+fn allmod_build(p: &Paths, tree: &Path, dirs: &BTreeSet<String>, log: &mut fs::File) -> Result<()> {
+    let obj = p.cache.join("out/series-allmod");
+    fs::create_dir_all(&obj)?;
+    let frag = p.repo.join("kconfig/allmod.config");
+    let (ok, _) = logged(make_cmd(tree, &obj).env("KCONFIG_ALLCONFIG", &frag).args(["-s", "allmodconfig"]), log, "make allmodconfig")?;
+    if !ok {
+        bail!("make allmodconfig failed");
+    }
+    let want = kconfig::parse(&fs::read_to_string(&frag)?);
+    let have = kconfig::parse(&fs::read_to_string(obj.join(".config"))?);
+    let bad = kconfig::mismatches(&want, &have);
+    if !bad.is_empty() {
+        bail!("kconfig/allmod.config did not take effect: {}", bad.join("; "));
+    }
+    make(tree, &obj, &["CLIPPY=1", "rust/"], log)?;
+    let mut a: Vec<&str> = vec!["CLIPPY=1"];
+    a.extend(dirs.iter().filter(|d| *d != "rust/").map(String::as_str));
+    if a.len() > 1 {
+        make(tree, &obj, &a, log)?;
+    }
+    Ok(())
 }
 
 /// A config target: Kconfig's notes about the fragments (symbols a patch does not add
