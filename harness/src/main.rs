@@ -379,6 +379,7 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
     let mut lines = Vec::new();
     let mut total = judge::Totals::default();
     let mut all_ok = true;
+    let mut debug_suite = None;
     // Stress rounds take about 8 s (base) and 25 s (debug) per round and provider
     // kind under TCG; the timeouts leave twice that.
     for (profile, n, per_round_s) in [(Profile::Base, rounds, 16), (Profile::Debug, debug_rounds, 50)] {
@@ -400,6 +401,9 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
             lines.extend(boot_lines(&format!("{} kernel, impl={imp}, {n} rounds", profile.name()), &j, imp));
             all_ok &= j.v.ok();
         }
+        if profile == Profile::Debug {
+            debug_suite = Some(suite);
+        }
     }
     if o.lazy {
         // Lazy RCU applies to CPUs whose callbacks are offloaded: all of them here.
@@ -407,7 +411,7 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
         if !kernel::config_has(&p, profile, "RCU_LAZY") {
             bail!("the debug kernel has no CONFIG_RCU_LAZY (kconfig/debug.config)");
         }
-        let suite = Suite::new(&p, profile)?;
+        let suite = debug_suite.context("the debug kernel's selftests were not built")?;
         let b = TestBoot {
             profile,
             imp: "rust",
