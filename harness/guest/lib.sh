@@ -84,6 +84,11 @@ providers() {
 	done
 }
 
+# args PROGRAM: the options a boot gives PROGRAM (kselftest -t filters of a mutant run).
+args() {
+	cat "$W/args/$1" 2>/dev/null
+}
+
 run_tests() {
 	log "p2pdma implementation requested: $IMPL"
 	wait_p2pmem
@@ -95,12 +100,14 @@ run_tests() {
 			n=$(basename "$t")
 			case "$n" in *bench* | p2pmem_bar_test) continue ;; esac
 			log "running $n on provider $label"
-			{ P2PDMA_PROVIDER=$bdf "$t"; echo $? > "$R/$n@$label.rc"; } 2>&1 | tee "$R/$n@$label.tap"
+			# shellcheck disable=SC2046 # args/<program>: kselftest options, split
+			{ P2PDMA_PROVIDER=$bdf "$t" $(args "$n"); echo $? > "$R/$n@$label.rc"; } 2>&1 | tee "$R/$n@$label.tap"
 		done
 	done < "$R/providers.txt"
 	if [ -x "$W/bin/p2pmem_bar_test" ]; then
 		log "running p2pmem_bar_test"
-		{ "$W/bin/p2pmem_bar_test"; echo $? > "$R/p2pmem_bar_test.rc"; } 2>&1 | tee "$R/p2pmem_bar_test.tap"
+		# shellcheck disable=SC2046
+		{ "$W/bin/p2pmem_bar_test" $(args p2pmem_bar_test); echo $? > "$R/p2pmem_bar_test.rc"; } 2>&1 | tee "$R/p2pmem_bar_test.tap"
 	fi
 }
 

@@ -106,6 +106,27 @@ pub enum Cmd {
         #[command(flatten)]
         boot: BootArgs,
     },
+    /// Show that the tests can fail: build a deliberately broken kernel per
+    /// mutant (harness/mutants/*.patch) and check that the tests it names fail.
+    ///
+    /// Each mutant is a small diff against the series' tree that breaks one
+    /// property (pages not cleared, no huge faults, no zap on unbind, ...) and names
+    /// the tests that must then fail. One incremental build and one boot (the Rust
+    /// implementation, only those tests, every provider) per mutant; a named test
+    /// that passes fails the command. Writes mutants.txt and evidence.md (every test,
+    /// and how it was shown to fail); the series' kernel is built again at the end.
+    #[command(after_help = ENVIRONMENT)]
+    Mutants {
+        /// Mutants to run, comma-separated file names without .patch [default: all]
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        only: Option<Vec<String>>,
+        /// Which kernel to break: base (a one-file change relinks in about a minute,
+        /// the tests run fastest) or debug (KASAN, lockdep: splats count as caught)
+        #[arg(long, value_enum, default_value_t = Profile::Base)]
+        profile: Profile,
+        #[command(flatten)]
+        boot: BootArgs,
+    },
     /// C vs Rust benchmarks in one base kernel: p2pmem_bench, a fio matrix and perf
     /// profiles; writes bench.json, bench.md and bench.png.
     #[command(after_help = ENVIRONMENT)]
@@ -202,6 +223,7 @@ pub struct Opts {
     pub lazy: bool,
     pub series: Option<SeriesAction>,
     pub out: Option<std::path::PathBuf>,
+    pub mutants: Option<Vec<String>>,
 }
 
 impl Opts {
@@ -221,6 +243,7 @@ impl Cmd {
             Cmd::Soak { rounds, debug_rounds, impls, no_lazy, boot } => {
                 ("soak", Opts { impls, stress_iters: Some(rounds), debug_rounds: Some(debug_rounds), lazy: !no_lazy, ..Opts::boot(boot) })
             }
+            Cmd::Mutants { only, profile, boot } => ("mutants", Opts { mutants: only, profile: Some(profile), ..Opts::boot(boot) }),
             Cmd::Bench { reps, rounds, only, boot } => ("bench", Opts { reps: Some(reps), rounds: Some(rounds), only, ..Opts::boot(boot) }),
             Cmd::Build { profile, clippy } => ("build", Opts { profile: Some(profile), clippy, ..Default::default() }),
             Cmd::Series { action, out, no_build } => ("series", Opts { series: action, out, clippy: !no_build, ..Default::default() }),
@@ -305,6 +328,7 @@ mod tests {
             ("build", &["--profile", "--clippy"][..]),
             ("series", &["--out", "--no-build", "edit", "export"][..]),
             ("soak", &["--rounds", "--debug-rounds", "--impl", "--no-lazy", "--kvm", "--timeout-min", "--append"][..]),
+            ("mutants", &["--only", "--profile", "--kvm", "--timeout-min", "--append"][..]),
         ] {
             let help = Cli::command().find_subcommand_mut(cmd).unwrap().render_long_help().to_string();
             for f in flags {

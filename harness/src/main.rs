@@ -6,6 +6,7 @@
 //! ./run test  [--impl c,rust] [--kvm] [--no-canary]   build the debug kernel, run every test
 //! ./run demo  [--impl rust|c] [--kvm]                 build the base kernel, show fio through p2pmem
 //! ./run soak  [--rounds N] [--debug-rounds N]        the long run: stress tests, lazy RCU
+//! ./run mutants [--only NAME,...]                    broken kernels the tests must catch
 //! ./run bench [--reps N] [--rounds N] [--only FIGURE]  C vs Rust benchmarks, base kernel
 //! ./run build [--profile base|debug] [--clippy]       only build
 //! ```
@@ -18,6 +19,7 @@ mod guest;
 mod judge;
 mod kconfig;
 mod kernel;
+mod mutants;
 mod series;
 mod splat;
 mod tap;
@@ -220,12 +222,10 @@ struct Judged {
     results: PathBuf,
 }
 
-/// Boots once with `b`'s programs in `work`, and judges the TAP of every program on
-/// every provider, the KUnit suites and the kernel log.
-fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> Result<Judged> {
-    let known = judge::known_failures(&s.known_text, b.imp);
+/// Copies the test programs `programs` selects into `work/bin`: `TEST_GEN_PROGS`
+/// from the build, `TEST_PROGS` (scripts) from the source. Returns their names.
+fn copy_programs(p: &Paths, s: &Suite, work: &Path, programs: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
     fs::create_dir_all(work.join("bin"))?;
-    // TEST_GEN_PROGS from the build, TEST_PROGS (scripts) from the source.
     let mut binaries = Vec::new();
     let script_dir = p.tree().join(SELFTESTS);
     for (dir, scripts) in [(&s.selftests, false), (&script_dir, true)] {
@@ -233,13 +233,21 @@ fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> R
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
             let wanted = if scripts { name.ends_with(".sh") } else { !name.contains('.') && !name.contains("bench") };
-            if e.file_type()?.is_file() && wanted && (b.programs)(&name) {
+            if e.file_type()?.is_file() && wanted && programs(&name) {
                 fs::copy(e.path(), work.join("bin").join(&name))?;
                 binaries.push(name);
             }
         }
     }
     binaries.sort();
+    Ok(binaries)
+}
+
+/// Boots once with `b`'s programs in `work`, and judges the TAP of every program on
+/// every provider, the KUnit suites and the kernel log.
+fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> Result<Judged> {
+    let known = judge::known_failures(&s.known_text, b.imp);
+    let binaries = copy_programs(p, s, work, b.programs)?;
     write_run_sh(work, &format!("IMPL={}\nexport P2PDMA_STRESS_ITERS={}\nrun_tests\nfinish\n", b.imp, b.iters))?;
     let cmdline = base_cmdline(&format!("p2pdma.impl={} {} {}", b.imp, b.cmdline, o.extra_cmdline));
     let out = boot_in(p, b.profile, work, cmdline, o, b.minutes)?;
@@ -437,6 +445,112 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
     println!("results: {}", res.display());
     fs::write(res.join("soak.txt"), lines.join("\n") + "\n")?;
     Ok(all_ok)
+}
+
+/// Builds the kernel once per mutant (`harness/mutants`), runs the tests the
+/// mutant must break on the Rust implementation, and checks that each fails; then
+/// builds the series' kernel again.
+fn cmd_mutants(o: &Opts) -> Result<bool> {
+    let p = paths()?;
+    let profile = o.profile.unwrap_or(Profile::Base);
+    let list = mutants::load(&p.repo.join("harness/mutants"), o.mutants.as_deref())?;
+    if list.is_empty() {
+        bail!("no mutants in harness/mutants");
+    }
+    build_kernel(&p, profile, false)?;
+    let suite = Suite::new(&p, profile)?;
+    let res = results_dir(&p, "mutants")?;
+    let tree = p.tree();
+    let tree_id = kernel::prepare(&p)?;
+    let restore = || run_git(&tree, &["read-tree", "--reset", "-u", &tree_id]);
+    let mut lines = Vec::new();
+    let (mut caught, mut tests) = (0, 0);
+    let mut all_ok = true;
+    let mut judged = Vec::new();
+    for m in &list {
+        util::step("mutant", &format!("{}: {} ({} test(s))", m.name, m.what, m.expect_fail.len()));
+        tests += m.expect_fail.len();
+        lines.push(format!("== {}: {}", m.name, m.what));
+        let applied = run_git(&tree, &["apply", "--index", &m.path.to_string_lossy()]);
+        let built = applied.and_then(|_| kernel::build(&p, profile, &[]));
+        if let Err(e) = built {
+            restore()?;
+            all_ok = false;
+            lines.push(format!("   BUILD FAILED: {e:#}"));
+            continue;
+        }
+        let work = res.join(&m.name);
+        let programs = m.programs();
+        copy_programs(&p, &suite, &work, &|n| programs.iter().any(|x| x == n))?;
+        fs::create_dir_all(work.join("args"))?;
+        for bin in &programs {
+            fs::write(work.join("args").join(bin), m.args(bin))?;
+        }
+        write_run_sh(&work, &format!("IMPL=rust\nexport P2PDMA_STRESS_ITERS={DEFAULT_STRESS_ITERS}\nrun_tests\nfinish\n"))?;
+        let cmdline = base_cmdline(&format!("p2pdma.impl=rust {}", o.extra_cmdline));
+        let out = boot_in(&p, profile, &work, cmdline, o, 40);
+        restore()?;
+        let out = out?;
+        let results = work.join("results");
+        let mut v = judge::Verdict::default();
+        let console = fs::read_to_string(&out.console)?;
+        judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
+        let broken = !out.finished || !v.splats.is_empty();
+        if broken {
+            lines.push(format!(
+                "   guest: finished={}, splats: {}",
+                out.finished,
+                v.splats.iter().map(|s| s.kind).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let (providers, _) = guest::providers(&results);
+        for (bin, test) in &m.expect_fail {
+            let runs: Vec<(String, Option<String>)> = if guest::ONCE_PER_BOOT.contains(&bin.as_str()) {
+                vec![bin.clone()]
+            } else {
+                providers.iter().map(|pv| format!("{bin}@{pv}")).collect()
+            }
+            .into_iter()
+            .map(|r| {
+                let t = fs::read_to_string(results.join(format!("{r}.tap"))).ok();
+                (r, t)
+            })
+            .collect();
+            let o = mutants::judge_test(&runs, test, broken);
+            let how = match &o {
+                mutants::Outcome::Failed(r) => format!("caught: not ok on {}", r.join(", ")),
+                mutants::Outcome::Crashed(r) => format!("caught: the guest died or splatted during it ({})", r.join(", ")),
+                mutants::Outcome::Survived => "SURVIVED: passed under the mutant".to_string(),
+            };
+            if o.caught() {
+                caught += 1;
+            } else {
+                all_ok = false;
+            }
+            lines.push(format!("   {bin}: {test}: {how}"));
+            judged.push((m.name.clone(), bin.clone(), test.clone(), o));
+        }
+    }
+    util::step("mutant", "building the series' kernel again");
+    build_kernel(&p, profile, false)?;
+    lines.push(format!("mutants: {} mutant(s), {caught} of {tests} named test(s) caught", list.len()));
+    println!();
+    println!("================ p2pdma-rs mutants summary ================");
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("results: {}", res.display());
+    fs::write(res.join("mutants.txt"), lines.join("\n") + "\n")?;
+    let known_c = judge::known_failures(&suite.known_text, "c");
+    let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
+    let table = mutants::evidence(&suite.expected, &known_c, &judged);
+    fs::write(res.join("evidence.md"), format!("Mutants run: {}\n\n{table}", names.join(", ")))?;
+    println!("evidence table (every test, how it was shown to fail): {}", res.join("evidence.md").display());
+    Ok(all_ok)
+}
+
+fn run_git(tree: &Path, args: &[&str]) -> Result<()> {
+    util::run(std::process::Command::new("git").arg("-C").arg(tree).args(args))
 }
 
 fn work_dir(w: &Path) -> Result<PathBuf> {
@@ -638,6 +752,7 @@ fn main() {
     let r = match cmd {
         "test" => cmd_test(&o),
         "soak" => cmd_soak(&o),
+        "mutants" => cmd_mutants(&o),
         "demo" => cmd_demo(&o),
         "bench" => cmd_bench(&o),
         "build" => paths().and_then(|p| build_kernel(&p, o.profile.unwrap_or(Profile::Debug), o.clippy).map(|_| true)),
