@@ -460,80 +460,30 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     build_kernel(&p, profile, false)?;
     let suite = Suite::new(&p, profile)?;
     let res = results_dir(&p, "mutants")?;
-    let tree = p.tree();
     let tree_id = kernel::prepare(&p)?;
-    let restore = || run_git(&tree, &["read-tree", "--reset", "-u", &tree_id]);
     let mut lines = Vec::new();
-    let (mut caught, mut tests) = (0, 0);
-    let mut all_ok = true;
     let mut judged = Vec::new();
+    let mut all_ok = true;
     for m in &list {
         util::step("mutant", &format!("{}: {} ({} test(s))", m.name, m.what, m.expect_fail.len()));
-        tests += m.expect_fail.len();
         lines.push(format!("== {}: {}", m.name, m.what));
-        let applied = run_git(&tree, &["apply", "--index", &m.path.to_string_lossy()]);
-        let built = applied.and_then(|_| kernel::build(&p, profile, &[]));
-        if let Err(e) = built {
-            restore()?;
-            all_ok = false;
-            lines.push(format!("   BUILD FAILED: {e:#}"));
-            continue;
-        }
-        let work = res.join(&m.name);
-        let programs = m.programs();
-        copy_programs(&p, &suite, &work, &|n| programs.iter().any(|x| x == n))?;
-        fs::create_dir_all(work.join("args"))?;
-        for bin in &programs {
-            fs::write(work.join("args").join(bin), m.args(bin))?;
-        }
-        write_run_sh(&work, &format!("IMPL=rust\nexport P2PDMA_STRESS_ITERS={DEFAULT_STRESS_ITERS}\nrun_tests\nfinish\n"))?;
-        let cmdline = base_cmdline(&format!("p2pdma.impl=rust {}", o.extra_cmdline));
-        let out = boot_in(&p, profile, &work, cmdline, o, 40);
-        restore()?;
-        let out = out?;
-        let results = work.join("results");
-        let mut v = judge::Verdict::default();
-        let console = fs::read_to_string(&out.console)?;
-        judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
-        let broken = !out.finished || !v.splats.is_empty();
-        if broken {
-            lines.push(format!(
-                "   guest: finished={}, splats: {}",
-                out.finished,
-                v.splats.iter().map(|s| s.kind).collect::<Vec<_>>().join(", ")
-            ));
-        }
-        let (providers, _) = guest::providers(&results);
-        for (bin, test) in &m.expect_fail {
-            let runs: Vec<(String, Option<String>)> = if guest::ONCE_PER_BOOT.contains(&bin.as_str()) {
-                vec![bin.clone()]
-            } else {
-                providers.iter().map(|pv| format!("{bin}@{pv}")).collect()
+        match run_mutant(&p, &suite, profile, &tree_id, m, o, &res.join(&m.name)) {
+            Ok((l, j)) => {
+                lines.extend(l);
+                all_ok &= j.iter().all(|(_, _, o)| o.caught());
+                judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
             }
-            .into_iter()
-            .map(|r| {
-                let t = fs::read_to_string(results.join(format!("{r}.tap"))).ok();
-                (r, t)
-            })
-            .collect();
-            let o = mutants::judge_test(&runs, test, broken);
-            let how = match &o {
-                mutants::Outcome::Failed(r) => format!("caught: not ok on {}", r.join(", ")),
-                mutants::Outcome::Crashed(r) => format!("caught: the guest died or splatted during it ({})", r.join(", ")),
-                mutants::Outcome::Survived => "SURVIVED: passed under the mutant".to_string(),
-            };
-            if o.caught() {
-                caught += 1;
-            } else {
+            Err(e) => {
                 all_ok = false;
+                lines.push(format!("   ERROR: {e:#}"));
             }
-            lines.push(format!("   {bin}: {test}: {how}"));
-            judged.push((m.name.clone(), bin.clone(), test.clone(), o));
         }
     }
     util::step("mutant", "building the series' kernel again");
-    build_kernel(&p, profile, false)?;
-    lines.push(format!("mutants: {} mutant(s), {caught} of {tests} named test(s) caught", list.len()));
+    let rebuilt = build_kernel(&p, profile, false);
+    let caught = judged.iter().filter(|(_, _, _, o)| o.caught()).count();
+    let named: usize = list.iter().map(|m| m.expect_fail.len()).sum();
+    lines.push(format!("mutants: {} mutant(s), {caught} of {named} named test(s) caught", list.len()));
     println!();
     println!("================ p2pdma-rs mutants summary ================");
     for l in &lines {
@@ -546,7 +496,103 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     let table = mutants::evidence(&suite.expected, &known_c, &judged);
     fs::write(res.join("evidence.md"), format!("Mutants run: {}\n\n{table}", names.join(", ")))?;
     println!("evidence table (every test, how it was shown to fail): {}", res.join("evidence.md").display());
-    Ok(all_ok)
+    rebuilt?;
+    Ok(all_ok && caught == named)
+}
+
+/// The build tree with a mutant applied; dropping it resets the tree to `id` (the
+/// series), whatever happened meanwhile.
+struct Mutated<'a> {
+    tree: PathBuf,
+    id: &'a str,
+}
+
+impl Mutated<'_> {
+    fn apply<'a>(p: &Paths, id: &'a str, patch: &Path) -> Result<Mutated<'a>> {
+        let m = Mutated { tree: p.tree(), id };
+        run_git(&m.tree, &["apply", "--index", &patch.to_string_lossy()])?;
+        Ok(m)
+    }
+}
+
+impl Drop for Mutated<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = run_git(&self.tree, &["read-tree", "--reset", "-u", self.id]) {
+            eprintln!("harness: error: could not reset the build tree after a mutant ({e:#}); the next build resets it");
+        }
+    }
+}
+
+/// `(binary, test, outcome)` of one test under one mutant.
+type Judgement = (String, String, mutants::Outcome);
+
+/// One mutant: apply, build, boot with its tests, judge each. Returns the summary
+/// lines and `(binary, test, outcome)` per named test.
+fn run_mutant(
+    p: &Paths,
+    suite: &Suite,
+    profile: Profile,
+    tree_id: &str,
+    m: &mutants::Mutant,
+    o: &Opts,
+    work: &Path,
+) -> Result<(Vec<String>, Vec<Judgement>)> {
+    let out = {
+        let _mutated = Mutated::apply(p, tree_id, &m.path)?;
+        kernel::build(p, profile, &[]).context("the mutant does not build")?;
+        let programs = m.programs();
+        copy_programs(p, suite, work, &|n| programs.iter().any(|x| x == n))?;
+        fs::create_dir_all(work.join("args"))?;
+        for bin in &programs {
+            fs::write(work.join("args").join(bin), m.args(bin))?;
+        }
+        write_run_sh(work, &format!("IMPL=rust\nexport P2PDMA_STRESS_ITERS={DEFAULT_STRESS_ITERS}\nrun_tests\nfinish\n"))?;
+        let cmdline = base_cmdline(&format!("p2pdma.impl=rust {}", o.extra_cmdline));
+        boot_in(p, profile, work, cmdline, o, 40)?
+    };
+    let results = work.join("results");
+    let mut v = judge::Verdict::default();
+    let console = fs::read_to_string(&out.console)?;
+    judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
+    let broken = !out.finished || !v.splats.is_empty();
+    let mut lines = Vec::new();
+    if broken {
+        lines.push(format!(
+            "   guest: finished={}, splats: {}",
+            out.finished,
+            v.splats.iter().map(|s| s.kind).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let (providers, missing) = guest::providers(&results);
+    if let Some(kind) = missing {
+        lines.push(format!("   guest: no provider of kind {kind}"));
+    }
+    let mut judged = Vec::new();
+    for (bin, test) in &m.expect_fail {
+        let runs: Vec<String> = if guest::ONCE_PER_BOOT.contains(&bin.as_str()) {
+            vec![bin.clone()]
+        } else {
+            providers.iter().map(|pv| format!("{bin}@{pv}")).collect()
+        };
+        let runs: Vec<(String, Option<String>)> = runs
+            .into_iter()
+            .map(|r| {
+                let t = fs::read_to_string(results.join(format!("{r}.tap"))).ok();
+                (r, t)
+            })
+            .collect();
+        let outcome = mutants::judge_test(&runs, test, broken);
+        let how = match &outcome {
+            mutants::Outcome::Failed(r) => format!("caught: not ok on {}", r.join(", ")),
+            mutants::Outcome::Crashed(r) => format!("caught: the guest died or splatted while it ran ({})", r.join(", ")),
+            mutants::Outcome::Skipped => "NOT CAUGHT: skipped".to_string(),
+            mutants::Outcome::NotRun => "NOT CAUGHT: did not run".to_string(),
+            mutants::Outcome::Survived => "SURVIVED: passed under the mutant".to_string(),
+        };
+        lines.push(format!("   {bin}: {test}: {how}"));
+        judged.push((bin.clone(), test.clone(), outcome));
+    }
+    Ok((lines, judged))
 }
 
 fn run_git(tree: &Path, args: &[&str]) -> Result<()> {
@@ -736,6 +782,23 @@ fn check_boot(o: &Opts) -> Result<()> {
     Ok(())
 }
 
+/// Holds the cache's lock for as long as the returned file lives: commands share
+/// the build tree and its `O=` directories (a mutant applied to the tree must never
+/// reach another command's build or boot).
+fn lock_cache(p: &Paths) -> Result<fs::File> {
+    let path = p.cache.join(".lock");
+    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            util::step("lock", &format!("another ./run is using {}: waiting for it", p.cache.display()));
+            f.lock()?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    Ok(f)
+}
+
 fn main() {
     let cli = cli::Cli::parse();
     // ./run asks for a parse only, so that a mistyped option fails before the
@@ -749,6 +812,14 @@ fn main() {
         eprintln!("harness: error: {e:#}");
         std::process::exit(1);
     }
+    let lock = paths().and_then(|p| lock_cache(&p));
+    let _lock = match lock {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            std::process::exit(1);
+        }
+    };
     let r = match cmd {
         "test" => cmd_test(&o),
         "soak" => cmd_soak(&o),

@@ -12,11 +12,11 @@
 //! ...
 //! ```
 //!
-//! `./run mutants` builds the debug kernel once per mutant and runs only the named
-//! tests (kselftest `-t`) on the Rust implementation, on every provider. A named
-//! test is caught when it reports `not ok` on some provider, or when the guest
-//! died while it ran; a test that passes under its mutant does not assert what it
-//! is named for (or the mutant does not break it), and fails the command.
+//! `./run mutants` builds the kernel (base by default) once per mutant and runs only
+//! the named tests (kselftest `-r fixture.test`) on the Rust implementation, on every
+//! provider. A named test is caught when it reports `not ok` on some provider, or
+//! when the guest died or splatted while it ran; a test that passes, skips or never
+//! runs under its mutant is not, and fails the command.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -44,14 +44,10 @@ impl Mutant {
         p
     }
 
-    /// The kselftest arguments that select the mutant's tests of `binary`.
+    /// The kselftest arguments that select the mutant's tests of `binary`
+    /// (`-r fixture.test`: exact, whatever other fixtures call their tests).
     pub fn args(&self, binary: &str) -> String {
-        self.expect_fail
-            .iter()
-            .filter(|(b, _)| b == binary)
-            .map(|(_, t)| format!("-t {}", t.rsplit('.').next().unwrap_or(t)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.expect_fail.iter().filter(|(b, _)| b == binary).map(|(_, t)| format!("-r {t}")).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -109,38 +105,59 @@ pub fn load(dir: &Path, only: Option<&[String]>) -> Result<Vec<Mutant>> {
 pub enum Outcome {
     /// Reported `not ok` on these runs (`binary@provider`).
     Failed(Vec<String>),
-    /// Not reported on these runs, and the guest died or splatted.
+    /// Started and never reported on these runs, and the guest died or splatted:
+    /// the test was running when the kernel broke.
     Crashed(Vec<String>),
-    /// Passed (or skipped) everywhere it ran.
+    /// Skipped wherever it ran (the mutant's boot could not run it).
+    Skipped,
+    /// Never started (no output, or the guest died before it).
+    NotRun,
+    /// Passed wherever it ran.
     Survived,
 }
 
 impl Outcome {
     pub fn caught(&self) -> bool {
-        !matches!(self, Outcome::Survived)
+        matches!(self, Outcome::Failed(_) | Outcome::Crashed(_))
     }
 }
 
-/// Judges `test` from the TAP of each run of its program (`(run, text)`, `None` when
-/// the run left no output); `broken` says whether the guest died or splatted.
+/// Whether the kselftest output `text` shows `test` (`fixture.test`) started:
+/// `#  RUN           fixture.test ...`.
+fn started(text: &str, test: &str) -> bool {
+    text.lines().any(|l| {
+        let l = tap::strip_kernel_prefix(l).trim_start_matches('#').trim_start();
+        l.strip_prefix("RUN").is_some_and(|r| r.trim().trim_end_matches("...").trim() == test)
+    })
+}
+
+/// Judges `test` from the output of each run of its program (`(run, text)`, `None`
+/// when the run left no output); `broken` says whether the guest died or splatted.
 pub fn judge_test(runs: &[(String, Option<String>)], test: &str, broken: bool) -> Outcome {
-    let mut failed = Vec::new();
-    let mut missing = Vec::new();
+    let (mut failed, mut crashed) = (Vec::new(), Vec::new());
+    let (mut passed, mut skipped) = (0, 0);
     for (run, text) in runs {
-        let rep = text.as_deref().map(tap::parse).unwrap_or_default();
+        let Some(text) = text else { continue };
+        let rep = tap::parse(text);
         let status = rep.top().find(|p| p.name == test).map(|p| p.status.clone());
         match status {
             Some(Status::Fail) => failed.push(run.clone()),
-            Some(_) => {}
-            None => missing.push(run.clone()),
+            Some(Status::Pass) => passed += 1,
+            Some(Status::Skip(_)) => skipped += 1,
+            None if broken && started(text, test) => crashed.push(run.clone()),
+            None => {}
         }
     }
     if !failed.is_empty() {
         Outcome::Failed(failed)
-    } else if broken && !missing.is_empty() {
-        Outcome::Crashed(missing)
-    } else {
+    } else if !crashed.is_empty() {
+        Outcome::Crashed(crashed)
+    } else if passed > 0 {
         Outcome::Survived
+    } else if skipped > 0 {
+        Outcome::Skipped
+    } else {
+        Outcome::NotRun
     }
 }
 
@@ -163,6 +180,8 @@ pub fn evidence(
                     Outcome::Failed(_) => format!("mutant `{m}` (not ok)"),
                     Outcome::Crashed(_) => format!("mutant `{m}` (guest died or splatted)"),
                     Outcome::Survived => format!("**not** by mutant `{m}` (passed)"),
+                    Outcome::Skipped => format!("not by mutant `{m}` (skipped)"),
+                    Outcome::NotRun => format!("not by mutant `{m}` (did not run)"),
                 });
             }
         }
@@ -194,8 +213,8 @@ mod tests {
         assert_eq!(m.what, "no clearing");
         assert_eq!(m.expect_fail.len(), 3);
         assert_eq!(m.programs(), vec!["p2pmem_bar_test".to_string(), "p2pmem_test".to_string()]);
-        assert_eq!(m.args("p2pmem_test"), "-t a -t b");
-        assert_eq!(m.args("p2pmem_bar_test"), "-t c");
+        assert_eq!(m.args("p2pmem_test"), "-r p2pmem.a -r p2pmem.b");
+        assert_eq!(m.args("p2pmem_bar_test"), "-r bar.c");
     }
 
     #[test]
@@ -213,10 +232,15 @@ mod tests {
         assert_eq!(judge_test(&runs, "p2pmem.a", false), Outcome::Failed(vec!["t@bar".into()]));
         let runs = vec![("t@nvme".to_string(), tap("ok"))];
         assert_eq!(judge_test(&runs, "p2pmem.a", true), Outcome::Survived);
-        let runs = vec![("t@nvme".to_string(), Some("TAP version 13\n1..1\n".to_string()))];
+        let runs = vec![("t@nvme".to_string(), Some("TAP version 13\n1..2\n#  RUN           p2pmem.a ...\n".to_string()))];
         assert_eq!(judge_test(&runs, "p2pmem.a", true), Outcome::Crashed(vec!["t@nvme".into()]));
-        assert_eq!(judge_test(&runs, "p2pmem.a", false), Outcome::Survived);
-        assert!(!Outcome::Survived.caught());
+        assert_eq!(judge_test(&runs, "p2pmem.a", false), Outcome::NotRun);
+        // A later test of the same program never started: not caught.
+        assert_eq!(judge_test(&runs, "p2pmem.b", true), Outcome::NotRun);
+        assert_eq!(judge_test(&[("t@nvme".to_string(), None)], "p2pmem.a", true), Outcome::NotRun);
+        let runs = vec![("t@nvme".to_string(), Some("TAP version 13\n1..1\nok 1 p2pmem.a # SKIP no lone\n".to_string()))];
+        assert_eq!(judge_test(&runs, "p2pmem.a", false), Outcome::Skipped);
+        assert!(!Outcome::Survived.caught() && !Outcome::Skipped.caught() && !Outcome::NotRun.caught());
     }
 
     #[test]
