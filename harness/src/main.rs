@@ -470,6 +470,7 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
         match run_mutant(&p, &suite, profile, &tree_id, m, o, &res.join(&m.name)) {
             Ok((l, j)) => {
                 lines.extend(l);
+                mutants::save(&res.join(&m.name).join("outcome.txt"), &mutant_key(&p, &tree_id, m)?, &j)?;
                 all_ok &= j.iter().all(|(_, _, o)| o.caught());
                 judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
             }
@@ -481,6 +482,26 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     }
     util::step("mutant", "building the series' kernel again");
     let rebuilt = build_kernel(&p, profile, false);
+    // The evidence also takes, for the mutants this run left out, what an earlier run
+    // of the same series and the same mutant found.
+    let mut earlier = Vec::new();
+    for m in mutants::load(&p.repo.join("harness/mutants"), None)? {
+        if list.iter().any(|x| x.name == m.name) {
+            continue;
+        }
+        let key = mutant_key(&p, &tree_id, &m)?;
+        let mut dirs: Vec<PathBuf> = fs::read_dir(p.repo.join("results"))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        dirs.retain(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-mutants")) && !d.is_symlink());
+        dirs.sort();
+        let found = dirs.iter().rev().find_map(|d| {
+            let text = fs::read_to_string(d.join(&m.name).join("outcome.txt")).ok()?;
+            mutants::saved(&text, &key).map(|j| (d.file_name().unwrap_or_default().to_string_lossy().into_owned(), j))
+        });
+        if let Some((dir, j)) = found {
+            earlier.push(format!("{} (results/{dir})", m.name));
+            judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
+        }
+    }
     let caught = judged.iter().filter(|(_, _, _, o)| o.caught()).count();
     let named: usize = list.iter().map(|m| m.expect_fail.len()).sum();
     lines.push(format!("mutants: {} mutant(s), {caught} of {named} named test(s) caught", list.len()));
@@ -494,10 +515,18 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     let known_c = judge::known_failures(&suite.known_text, "c");
     let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
     let table = mutants::evidence(&suite.expected, &known_c, &judged);
-    fs::write(res.join("evidence.md"), format!("Mutants run: {}\n\n{table}", names.join(", ")))?;
+    let earlier =
+        if earlier.is_empty() { String::new() } else { format!("Mutants from earlier runs of the same series: {}\n", earlier.join(", ")) };
+    fs::write(res.join("evidence.md"), format!("Mutants run: {}\n{earlier}\n{table}", names.join(", ")))?;
     println!("evidence table (every test, how it was shown to fail): {}", res.join("evidence.md").display());
     rebuilt?;
     Ok(all_ok && caught == named)
+}
+
+/// What a mutant's judgement depends on: the series' tree and the mutant's blob.
+fn mutant_key(p: &Paths, tree_id: &str, m: &mutants::Mutant) -> Result<String> {
+    let blob = util::run_capture(std::process::Command::new("git").arg("-C").arg(p.tree()).arg("hash-object").arg(&m.path))?;
+    Ok(format!("{tree_id} {}", blob.trim()))
 }
 
 /// The build tree with a mutant applied; dropping it resets the tree to `id` (the

@@ -161,6 +161,48 @@ pub fn judge_test(runs: &[(String, Option<String>)], test: &str, broken: bool) -
     }
 }
 
+/// Writes a mutant's judgements (`outcome.txt` next to its boot) under `key` (the
+/// series' tree and the mutant's blob), so that later runs can use them while
+/// neither has changed.
+pub fn save(path: &Path, key: &str, judged: &[(String, String, Outcome)]) -> Result<()> {
+    let mut text = format!("key {key}\n");
+    for (bin, test, o) in judged {
+        let (kind, runs) = match o {
+            Outcome::Failed(r) => ("failed", r.join(",")),
+            Outcome::Crashed(r) => ("crashed", r.join(",")),
+            Outcome::Skipped => ("skipped", "-".to_string()),
+            Outcome::NotRun => ("notrun", "-".to_string()),
+            Outcome::Survived => ("survived", "-".to_string()),
+        };
+        text.push_str(&format!("{bin} {test} {kind} {runs}\n"));
+    }
+    Ok(fs::write(path, text)?)
+}
+
+/// The judgements `save` wrote, if they were made under `key`.
+pub fn saved(text: &str, key: &str) -> Option<Vec<(String, String, Outcome)>> {
+    let mut lines = text.lines();
+    if lines.next()?.strip_prefix("key ")? != key {
+        return None;
+    }
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [bin, test, kind, runs] = f[..] else { return None };
+            let runs = || runs.split(',').map(str::to_string).collect();
+            let o = match kind {
+                "failed" => Outcome::Failed(runs()),
+                "crashed" => Outcome::Crashed(runs()),
+                "skipped" => Outcome::Skipped,
+                "notrun" => Outcome::NotRun,
+                "survived" => Outcome::Survived,
+                _ => return None,
+            };
+            Some((bin.to_string(), test.to_string(), o))
+        })
+        .collect()
+}
+
 /// The evidence table: every selftest case (`expected`, `(binary, test)`), and how it
 /// was shown to fail: by the mutants of this run that name it (`judged`: mutant
 /// name, binary, test, outcome), and by the C path's known failures (`known_c`:
@@ -241,6 +283,22 @@ mod tests {
         let runs = vec![("t@nvme".to_string(), Some("TAP version 13\n1..1\nok 1 p2pmem.a # SKIP no lone\n".to_string()))];
         assert_eq!(judge_test(&runs, "p2pmem.a", false), Outcome::Skipped);
         assert!(!Outcome::Survived.caught() && !Outcome::Skipped.caught() && !Outcome::NotRun.caught());
+    }
+
+    #[test]
+    fn saved_outcomes_round_trip() {
+        let dir = std::env::temp_dir().join(format!("p2pdma-mutants-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let j = vec![
+            ("t".to_string(), "f.a".to_string(), Outcome::Failed(vec!["t@nvme".into(), "t@bar".into()])),
+            ("t".to_string(), "f.b".to_string(), Outcome::Survived),
+            ("t".to_string(), "f.c".to_string(), Outcome::NotRun),
+        ];
+        save(&dir.join("o.txt"), "tree1 blob1", &j).unwrap();
+        let text = fs::read_to_string(dir.join("o.txt")).unwrap();
+        assert_eq!(saved(&text, "tree1 blob1"), Some(j));
+        assert_eq!(saved(&text, "tree2 blob1"), None);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
