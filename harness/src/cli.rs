@@ -101,8 +101,12 @@ pub enum Cmd {
         #[arg(long = "impl", value_name = "IMPL,...", value_delimiter = ',', value_parser = ["c", "rust"])]
         impls: Option<Vec<String>>,
         /// Skip the boot with lazy RCU
-        #[arg(long)]
+        #[arg(long, conflicts_with = "lazy_only")]
         no_lazy: bool,
+        /// Only the boot with lazy RCU (results in results/<date>-soak-lazy; the
+        /// latest full soak stays the `longrun=` figure)
+        #[arg(long)]
+        lazy_only: bool,
         #[command(flatten)]
         boot: BootArgs,
     },
@@ -221,6 +225,7 @@ pub struct Opts {
     pub rounds: Option<u32>,
     pub debug_rounds: Option<u32>,
     pub lazy: bool,
+    pub lazy_only: bool,
     pub series: Option<SeriesAction>,
     pub out: Option<std::path::PathBuf>,
     pub mutants: Option<Vec<String>>,
@@ -240,9 +245,10 @@ impl Cmd {
             Cmd::Test { impls, no_canary, clippy, stress_iters, boot } => {
                 ("test", Opts { impls, canary: !no_canary, clippy, stress_iters: Some(stress_iters), ..Opts::boot(boot) })
             }
-            Cmd::Soak { rounds, debug_rounds, impls, no_lazy, boot } => {
-                ("soak", Opts { impls, stress_iters: Some(rounds), debug_rounds: Some(debug_rounds), lazy: !no_lazy, ..Opts::boot(boot) })
-            }
+            Cmd::Soak { rounds, debug_rounds, impls, no_lazy, lazy_only, boot } => (
+                "soak",
+                Opts { impls, stress_iters: Some(rounds), debug_rounds: Some(debug_rounds), lazy: !no_lazy, lazy_only, ..Opts::boot(boot) },
+            ),
             Cmd::Mutants { only, profile, boot } => ("mutants", Opts { mutants: only, profile: Some(profile), ..Opts::boot(boot) }),
             Cmd::Bench { reps, rounds, only, boot } => ("bench", Opts { reps: Some(reps), rounds: Some(rounds), only, ..Opts::boot(boot) }),
             Cmd::Build { profile, clippy } => ("build", Opts { profile: Some(profile), clippy, ..Default::default() }),
@@ -327,7 +333,7 @@ mod tests {
             ("bench", &["--reps", "--rounds", "--only", "--kvm", "--timeout-min", "--append"][..]),
             ("build", &["--profile", "--clippy"][..]),
             ("series", &["--out", "--no-build", "edit", "export"][..]),
-            ("soak", &["--rounds", "--debug-rounds", "--impl", "--no-lazy", "--kvm", "--timeout-min", "--append"][..]),
+            ("soak", &["--rounds", "--debug-rounds", "--impl", "--no-lazy", "--lazy-only", "--kvm", "--timeout-min", "--append"][..]),
             ("mutants", &["--only", "--profile", "--kvm", "--timeout-min", "--append"][..]),
         ] {
             let help = Cli::command().find_subcommand_mut(cmd).unwrap().render_long_help().to_string();
