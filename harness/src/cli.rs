@@ -124,10 +124,11 @@ pub enum Cmd {
         /// Mutants to run, comma-separated file names without .patch [default: all]
         #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
         only: Option<Vec<String>>,
-        /// Which kernel to break: base (a one-file change relinks in about a minute,
-        /// the tests run fastest) or debug (KASAN, lockdep: splats count as caught)
-        #[arg(long, value_enum, default_value_t = Profile::Base)]
-        profile: Profile,
+        /// Break this kernel for every mutant [default: the mutant's `Kernel:` line,
+        /// else base: a one-file change relinks in about a minute and the tests run
+        /// fastest; debug has fault injection, KASAN and lockdep]
+        #[arg(long, value_enum)]
+        profile: Option<Profile>,
         #[command(flatten)]
         boot: BootArgs,
     },
@@ -249,7 +250,7 @@ impl Cmd {
                 "soak",
                 Opts { impls, stress_iters: Some(rounds), debug_rounds: Some(debug_rounds), lazy: !no_lazy, lazy_only, ..Opts::boot(boot) },
             ),
-            Cmd::Mutants { only, profile, boot } => ("mutants", Opts { mutants: only, profile: Some(profile), ..Opts::boot(boot) }),
+            Cmd::Mutants { only, profile, boot } => ("mutants", Opts { mutants: only, profile, ..Opts::boot(boot) }),
             Cmd::Bench { reps, rounds, only, boot } => ("bench", Opts { reps: Some(reps), rounds: Some(rounds), only, ..Opts::boot(boot) }),
             Cmd::Build { profile, clippy } => ("build", Opts { profile: Some(profile), clippy, ..Default::default() }),
             Cmd::Series { action, out, no_build } => ("series", Opts { series: action, out, clippy: !no_build, ..Default::default() }),

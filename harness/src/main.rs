@@ -461,36 +461,46 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
 /// builds the series' kernel again.
 fn cmd_mutants(o: &Opts) -> Result<bool> {
     let p = paths()?;
-    let profile = o.profile.unwrap_or(Profile::Base);
     let list = mutants::load(&p.repo.join("harness/mutants"), o.mutants.as_deref())?;
     if list.is_empty() {
         bail!("no mutants in harness/mutants");
     }
-    build_kernel(&p, profile, false)?;
-    let suite = Suite::new(&p, profile)?;
+    // Each mutant on the kernel it asks for (base by default), unless --profile says.
+    let kernel_of = |m: &mutants::Mutant| o.profile.or(m.kernel).unwrap_or(Profile::Base);
+    let profiles: Vec<Profile> = [Profile::Base, Profile::Debug].into_iter().filter(|k| list.iter().any(|m| kernel_of(m) == *k)).collect();
     let res = results_dir(&p, "mutants")?;
-    let tree_id = kernel::prepare(&p)?;
     let mut lines = Vec::new();
     let mut judged = Vec::new();
     let mut all_ok = true;
-    for m in &list {
-        util::step("mutant", &format!("{}: {} ({} test(s))", m.name, m.what, m.expect_fail.len()));
-        lines.push(format!("== {}: {}", m.name, m.what));
-        match run_mutant(&p, &suite, profile, &tree_id, m, o, &res.join(&m.name)) {
-            Ok((l, j)) => {
-                lines.extend(l);
-                mutants::save(&res.join(&m.name).join("outcome.txt"), &mutant_key(&p, &tree_id, m)?, &j)?;
-                all_ok &= j.iter().all(|(_, _, o)| o.caught());
-                judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
-            }
-            Err(e) => {
-                all_ok = false;
-                lines.push(format!("   ERROR: {e:#}"));
+    let mut tree_id = String::new();
+    let mut suite = None;
+    for &profile in &profiles {
+        build_kernel(&p, profile, false)?;
+        let s = Suite::new(&p, profile)?;
+        tree_id = kernel::prepare(&p)?;
+        for m in list.iter().filter(|m| kernel_of(m) == profile) {
+            util::step("mutant", &format!("{}: {} ({} test(s), {} kernel)", m.name, m.what, m.expect_fail.len(), profile.name()));
+            lines.push(format!("== {} ({} kernel): {}", m.name, profile.name(), m.what));
+            match run_mutant(&p, &s, profile, &tree_id, m, o, &res.join(&m.name)) {
+                Ok((l, j)) => {
+                    lines.extend(l);
+                    mutants::save(&res.join(&m.name).join("outcome.txt"), &mutant_key(&p, &tree_id, m)?, &j)?;
+                    all_ok &= j.iter().all(|(_, _, o)| o.caught());
+                    judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
+                }
+                Err(e) => {
+                    all_ok = false;
+                    lines.push(format!("   ERROR: {e:#}"));
+                }
             }
         }
+        suite = Some(s);
     }
-    util::step("mutant", "building the series' kernel again");
-    let rebuilt = build_kernel(&p, profile, false);
+    let suite = suite.context("no kernel to break")?;
+    let caught = judged.iter().filter(|(_, _, _, o)| o.caught()).count();
+    let named: usize = list.iter().map(|m| m.expect_fail.len()).sum();
+    util::step("mutant", "building the series' kernels again");
+    let rebuilt: Result<Vec<()>> = profiles.iter().map(|&k| build_kernel(&p, k, false)).collect();
     // The evidence also takes, for the mutants this run left out, what an earlier run
     // of the same series and the same mutant found.
     let mut earlier = Vec::new();
@@ -511,8 +521,6 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
             judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
         }
     }
-    let caught = judged.iter().filter(|(_, _, _, o)| o.caught()).count();
-    let named: usize = list.iter().map(|m| m.expect_fail.len()).sum();
     lines.push(format!("mutants: {} mutant(s), {caught} of {named} named test(s) caught", list.len()));
     println!();
     println!("================ p2pdma-rs mutants summary ================");

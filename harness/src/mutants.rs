@@ -7,6 +7,7 @@
 //! ```text
 //! Mutant: pages are not cleared when they come back to the pool
 //! Expect-fail: p2pmem_test:p2pmem.zeroed_across_processes p2pmem_test:p2pmem.map_populate
+//! Kernel: debug        (optional: the kernel it needs, base by default)
 //!
 //! diff --git a/drivers/pci/p2pdma_rs/pool.rs b/drivers/pci/p2pdma_rs/pool.rs
 //! ...
@@ -22,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::kernel::Profile;
 use crate::tap::{self, Status};
 
 /// One mutant patch.
@@ -32,6 +34,8 @@ pub struct Mutant {
     pub what: String,
     /// `(binary, fixture.test)` of every test that must fail.
     pub expect_fail: Vec<(String, String)>,
+    /// The kernel it needs (`Kernel: debug`: fault injection, KASAN), if not base.
+    pub kernel: Option<Profile>,
     pub path: PathBuf,
 }
 
@@ -54,10 +58,17 @@ impl Mutant {
 /// Parses a mutant's header; `name` is its file name without `.patch`.
 pub fn parse(name: &str, path: &Path, text: &str) -> Result<Mutant> {
     let mut what = None;
+    let mut kernel = None;
     let mut expect_fail = Vec::new();
     for line in text.lines().take_while(|l| !l.starts_with("diff ")) {
         if let Some(w) = line.strip_prefix("Mutant:") {
             what = Some(w.trim().to_string());
+        } else if let Some(k) = line.strip_prefix("Kernel:") {
+            kernel = Some(match k.trim() {
+                "base" => Profile::Base,
+                "debug" => Profile::Debug,
+                k => bail!("mutant {name}: Kernel: {k:?} is neither base nor debug"),
+            });
         } else if let Some(list) = line.strip_prefix("Expect-fail:") {
             for t in list.split_whitespace() {
                 let (bin, test) = t.split_once(':').with_context(|| format!("mutant {name}: {t:?} is not <binary>:<fixture>.<test>"))?;
@@ -75,7 +86,7 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Mutant> {
     if expect_fail.is_empty() {
         bail!("mutant {name}: no Expect-fail: tests");
     }
-    Ok(Mutant { name: name.to_string(), what, expect_fail, path: path.to_path_buf() })
+    Ok(Mutant { name: name.to_string(), what, expect_fail, kernel, path: path.to_path_buf() })
 }
 
 /// Every mutant in `dir`, by name; only those named in `only` when it is given.
@@ -257,6 +268,10 @@ mod tests {
         assert_eq!(m.programs(), vec!["p2pmem_bar_test".to_string(), "p2pmem_test".to_string()]);
         assert_eq!(m.args("p2pmem_test"), "-r p2pmem.a -r p2pmem.b");
         assert_eq!(m.args("p2pmem_bar_test"), "-r bar.c");
+        assert_eq!(m.kernel, None);
+        let d = parse("x", Path::new("x"), &M.replace("Mutant:", "Kernel: debug\nMutant:")).unwrap();
+        assert_eq!(d.kernel, Some(Profile::Debug));
+        assert!(parse("x", Path::new("x"), &M.replace("Mutant:", "Kernel: kvm\nMutant:")).is_err());
     }
 
     #[test]
