@@ -446,13 +446,7 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
     }
     lines.push(total.summary_line(if o.lazy_only { DEFAULT_STRESS_ITERS } else { rounds }, total.faults(), None));
     lines.push(total.counts_line());
-    println!();
-    println!("================ p2pdma-rs soak summary ================");
-    for l in &lines {
-        println!("{l}");
-    }
-    println!("results: {}", res.display());
-    fs::write(res.join("soak.txt"), lines.join("\n") + "\n")?;
+    print_summary("soak", &lines, &res, "soak.txt")?;
     Ok(all_ok)
 }
 
@@ -522,13 +516,7 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
         }
     }
     lines.push(format!("mutants: {} mutant(s), {caught} of {named} named test(s) caught", list.len()));
-    println!();
-    println!("================ p2pdma-rs mutants summary ================");
-    for l in &lines {
-        println!("{l}");
-    }
-    println!("results: {}", res.display());
-    fs::write(res.join("mutants.txt"), lines.join("\n") + "\n")?;
+    print_summary("mutants", &lines, &res, "mutants.txt")?;
     let known_c = judge::known_failures(&suite.known_text, "c");
     let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
     let table = mutants::evidence(&suite.expected, &known_c, &judged);
@@ -643,6 +631,18 @@ fn run_mutant(
 
 fn run_git(tree: &Path, args: &[&str]) -> Result<()> {
     util::run(std::process::Command::new("git").arg("-C").arg(tree).args(args))
+}
+
+/// Prints a command's summary lines and writes them to `res/file`.
+fn print_summary(what: &str, lines: &[String], res: &Path, file: &str) -> Result<()> {
+    println!();
+    println!("================ p2pdma-rs {what} summary ================");
+    for l in lines {
+        println!("{l}");
+    }
+    println!("results: {}", res.display());
+    fs::write(res.join(file), lines.join("\n") + "\n")?;
+    Ok(())
 }
 
 fn work_dir(w: &Path) -> Result<PathBuf> {
