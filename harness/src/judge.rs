@@ -91,12 +91,21 @@ impl Totals {
     }
 }
 
-/// The `longrun=` figure of the latest soak (the `longrun:` line of
-/// `results/latest-soak/soak.txt`, `<base rounds>+<debug rounds>@<when>:ok|FAILED`),
-/// if a soak has run in this repository.
-pub fn latest_soak(path: &Path) -> Option<String> {
-    let text = fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("longrun: ")).map(|l| l.trim().to_string())
+/// The `longrun=` figure of the latest soak that finished (the `longrun:` line of
+/// `results/<date>-soak/soak.txt`, `<base rounds>+<debug rounds>@<when>:ok|FAILED`),
+/// if one has run in this repository: a soak stopped before it wrote its figure
+/// leaves the previous one standing.
+pub fn latest_soak(results: &Path) -> Option<String> {
+    let mut dirs: Vec<_> = fs::read_dir(results)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-soak")) && !d.is_symlink())
+        .collect();
+    dirs.sort();
+    dirs.iter().rev().find_map(|d| {
+        let text = fs::read_to_string(d.join("soak.txt")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("longrun: ")).map(|l| l.trim().to_string())
+    })
 }
 
 /// The tests a kselftest source defines, named as its TAP output names them: for a
@@ -294,7 +303,7 @@ impl Reliability {
     pub fn summary(&self, imp: &str) -> String {
         format!(
             "reliability [{imp}]: {} misuse/stress cases ({} failed), {} stress rounds each, \
-             {} splat(s), {} hang(s), {} leak(s), {} of {} injected allocation failure(s) survived",
+             {} splat(s), {} hang(s), {} leak(s), {} of {} injected failure(s) survived",
             self.cases, self.failed, self.iterations, self.splats, self.hangs, self.leaks, self.faults_survived, self.faults_injected
         )
     }
@@ -426,6 +435,20 @@ mod tests {
         judge_kunit(&mut v, console, &["s".into(), "missing".into()]);
         assert_eq!(v.passed, ["kunit: s.c"]);
         assert_eq!(v.failed, ["kunit: suite missing (expected, not run)"]);
+    }
+
+    #[test]
+    fn latest_finished_soak() {
+        let dir = std::env::temp_dir().join(format!("soaks-{}", std::process::id()));
+        for d in ["20260101-000000-soak", "20260102-000000-soak", "20260103-000000-soak-lazy"] {
+            fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        assert_eq!(latest_soak(&dir), None);
+        fs::write(dir.join("20260101-000000-soak/soak.txt"), "== x\nlongrun: 200+20@20260101-000000:ok\n").unwrap();
+        fs::write(dir.join("20260103-000000-soak-lazy/soak.txt"), "longrun: 0+0@x:FAILED\n").unwrap();
+        // The newest soak stopped before writing its figure: the previous one stands.
+        assert_eq!(latest_soak(&dir).as_deref(), Some("200+20@20260101-000000:ok"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -361,7 +361,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
         }
     }
 
-    let longrun = judge::latest_soak(&p.repo.join("results/latest-soak/soak.txt"));
+    let longrun = judge::latest_soak(&p.repo.join("results"));
     lines.push(total.summary_line(iters, total.faults(), longrun.as_deref()));
     println!();
     println!("================ p2pdma-rs test summary ================");
@@ -495,23 +495,34 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     let named: usize = list.iter().map(|m| m.expect_fail.len()).sum();
     util::step("mutant", "building the series' kernels again");
     let rebuilt: Result<Vec<()>> = profiles.iter().map(|&k| build_kernel(&p, k, false)).collect();
-    // The evidence also takes, for the mutants this run left out, what an earlier run
-    // of the same series and the same mutant found.
-    let mut earlier = Vec::new();
+    // The evidence also takes, for the mutants this run left out, what the latest
+    // earlier run of the same mutant found: on the same series if there is one, else
+    // on an earlier series (listed apart, with that run's directory).
+    let (mut earlier, mut older) = (Vec::new(), Vec::new());
+    let mut dirs: Vec<PathBuf> = fs::read_dir(p.repo.join("results"))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.retain(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-mutants")) && !d.is_symlink());
+    dirs.sort();
     for m in mutants::load(&p.repo.join("harness/mutants"), None)? {
         if list.iter().any(|x| x.name == m.name) {
             continue;
         }
         let key = mutant_key(&p, &tree_id, &m)?;
-        let mut dirs: Vec<PathBuf> = fs::read_dir(p.repo.join("results"))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        dirs.retain(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-mutants")) && !d.is_symlink());
-        dirs.sort();
-        let found = dirs.iter().rev().find_map(|d| {
-            let text = fs::read_to_string(d.join(&m.name).join("outcome.txt")).ok()?;
-            mutants::saved(&text, &key).map(|j| (d.file_name().unwrap_or_default().to_string_lossy().into_owned(), j))
-        });
+        let blob = key.split_whitespace().nth(1).unwrap_or_default();
+        let find = |same_series: bool| {
+            dirs.iter().rev().find_map(|d| {
+                let text = fs::read_to_string(d.join(&m.name).join("outcome.txt")).ok()?;
+                let saved_key = text.lines().next()?.strip_prefix("key ")?;
+                let usable = if same_series { saved_key == key } else { saved_key.split_whitespace().nth(1) == Some(blob) };
+                let j = mutants::saved(&text, saved_key).filter(|_| usable)?;
+                Some((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), j))
+            })
+        };
+        let (found, to) = match find(true) {
+            Some(f) => (Some(f), &mut earlier),
+            None => (find(false), &mut older),
+        };
         if let Some((dir, j)) = found {
-            earlier.push(format!("{} (results/{dir})", m.name));
+            to.push(format!("{} (results/{dir})", m.name));
             judged.extend(j.into_iter().map(|(b, t, o)| (m.name.clone(), b, t, o)));
         }
     }
@@ -520,8 +531,14 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     let known_c = judge::known_failures(&suite.known_text, "c");
     let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
     let table = mutants::evidence(&suite.expected, &known_c, &judged);
-    let earlier =
+    let mut earlier =
         if earlier.is_empty() { String::new() } else { format!("Mutants from earlier runs of the same series: {}\n", earlier.join(", ")) };
+    if !older.is_empty() {
+        earlier.push_str(&format!(
+            "Mutants from runs on an earlier version of the series (same mutant, not rerun since): {}\n",
+            older.join(", ")
+        ));
+    }
     fs::write(res.join("evidence.md"), format!("Mutants run: {}\n{earlier}\n{table}", names.join(", ")))?;
     println!("evidence table (every test, how it was shown to fail): {}", res.join("evidence.md").display());
     rebuilt?;
