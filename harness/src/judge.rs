@@ -96,12 +96,7 @@ impl Totals {
 /// if one has run in this repository: a soak stopped before it wrote its figure
 /// leaves the previous one standing.
 pub fn latest_soak(results: &Path) -> Option<String> {
-    let mut dirs: Vec<_> = fs::read_dir(results)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-soak")) && !d.is_symlink())
-        .collect();
-    dirs.sort();
+    let dirs = crate::util::result_dirs(results, "soak");
     dirs.iter().rev().find_map(|d| {
         let text = fs::read_to_string(d.join("soak.txt")).ok()?;
         text.lines().find_map(|l| l.strip_prefix("longrun: ")).map(|l| l.trim().to_string())

@@ -499,9 +499,7 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
     // earlier run of the same mutant found: on the same series if there is one, else
     // on an earlier series (listed apart, with that run's directory).
     let (mut earlier, mut older) = (Vec::new(), Vec::new());
-    let mut dirs: Vec<PathBuf> = fs::read_dir(p.repo.join("results"))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    dirs.retain(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-mutants")) && !d.is_symlink());
-    dirs.sort();
+    let dirs = util::result_dirs(&p.repo.join("results"), "mutants");
     for m in mutants::load(&p.repo.join("harness/mutants"), None)? {
         if list.iter().any(|x| x.name == m.name) {
             continue;

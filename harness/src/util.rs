@@ -298,6 +298,16 @@ impl Progress {
     }
 }
 
+/// The directories `results/<date>-<kind>` under `results` (not the `latest-*` links),
+/// oldest first; none if `results` does not exist.
+pub fn result_dirs(results: &std::path::Path, kind: &str) -> Vec<std::path::PathBuf> {
+    let suffix = format!("-{kind}");
+    let mut dirs: Vec<_> = std::fs::read_dir(results).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    dirs.retain(|d: &std::path::PathBuf| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with(&suffix)) && !d.is_symlink());
+    dirs.sort();
+    dirs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
