@@ -509,10 +509,9 @@ fn cmd_mutants(o: &Opts) -> Result<bool> {
         let find = |same_series: bool| {
             dirs.iter().rev().find_map(|d| {
                 let text = fs::read_to_string(d.join(&m.name).join("outcome.txt")).ok()?;
-                let saved_key = text.lines().next()?.strip_prefix("key ")?;
+                let (saved_key, j) = mutants::saved(&text)?;
                 let usable = if same_series { saved_key == key } else { saved_key.split_whitespace().nth(1) == Some(blob) };
-                let j = mutants::saved(&text, saved_key).filter(|_| usable)?;
-                Some((d.file_name().unwrap_or_default().to_string_lossy().into_owned(), j))
+                usable.then(|| (d.file_name().unwrap_or_default().to_string_lossy().into_owned(), j))
             })
         };
         let (found, to) = match find(true) {

@@ -172,10 +172,13 @@ pub fn judge_test(runs: &[(String, Option<String>)], test: &str, broken: bool) -
     }
 }
 
+/// How one test fared under a mutant: binary, test, outcome.
+pub type Judgement = (String, String, Outcome);
+
 /// Writes a mutant's judgements (`outcome.txt` next to its boot) under `key` (the
 /// series' tree and the mutant's blob), so that later runs can use them while
 /// neither has changed.
-pub fn save(path: &Path, key: &str, judged: &[(String, String, Outcome)]) -> Result<()> {
+pub fn save(path: &Path, key: &str, judged: &[Judgement]) -> Result<()> {
     let mut text = format!("key {key}\n");
     for (bin, test, o) in judged {
         let (kind, runs) = match o {
@@ -190,13 +193,11 @@ pub fn save(path: &Path, key: &str, judged: &[(String, String, Outcome)]) -> Res
     Ok(fs::write(path, text)?)
 }
 
-/// The judgements `save` wrote, if they were made under `key`.
-pub fn saved(text: &str, key: &str) -> Option<Vec<(String, String, Outcome)>> {
+/// What `save` wrote: the key the judgements were made under, and the judgements.
+pub fn saved(text: &str) -> Option<(&str, Vec<Judgement>)> {
     let mut lines = text.lines();
-    if lines.next()?.strip_prefix("key ")? != key {
-        return None;
-    }
-    lines
+    let key = lines.next()?.strip_prefix("key ")?;
+    let judgements = lines
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let [bin, test, kind, runs] = f[..] else { return None };
@@ -211,7 +212,8 @@ pub fn saved(text: &str, key: &str) -> Option<Vec<(String, String, Outcome)>> {
             };
             Some((bin.to_string(), test.to_string(), o))
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    Some((key, judgements))
 }
 
 /// The evidence table: every selftest case (`expected`, `(binary, test)`), and how it
@@ -311,8 +313,9 @@ mod tests {
         ];
         save(&dir.join("o.txt"), "tree1 blob1", &j).unwrap();
         let text = fs::read_to_string(dir.join("o.txt")).unwrap();
-        assert_eq!(saved(&text, "tree1 blob1"), Some(j));
-        assert_eq!(saved(&text, "tree2 blob1"), None);
+        assert_eq!(saved(&text), Some(("tree1 blob1", j)));
+        assert_eq!(saved("tree1 blob1\n"), None);
+        assert_eq!(saved("key tree1 blob1\nt f.a lost\n"), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 
