@@ -9,6 +9,8 @@ cd "$W" || exit 1
 
 log() { echo "harness: $*"; }
 
+CANARY_MARKER="canary: a deliberate WARN through LKDTM"
+
 # nvme_by_serial SERIAL: prints "CTRL BDF" of the NVMe controller with that serial.
 nvme_by_serial() {
 	for c in /sys/class/nvme/nvme*; do
@@ -239,4 +241,14 @@ finish() {
 	dmesg > "$R/dmesg.txt"
 	echo done > "$R/done"
 	log "finished"
+}
+
+# canary: after finish (whose results it leaves as they are), a WARN through LKDTM
+# that the harness's splat check must find in the console after the marker line.
+canary() {
+	log "$CANARY_MARKER"
+	mkdir -p "$R/canary"
+	echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT
+	cat /proc/sys/kernel/tainted > "$R/canary/tainted"
+	echo done > "$R/canary/done"
 }

@@ -59,14 +59,16 @@ pub enum Cmd {
     /// ./run test first checks the harness itself (cargo fmt --check, cargo clippy
     /// -D warnings, cargo test). Then: the debug kernel build (KASAN, lockdep, ...),
     /// one boot per implementation running the kselftests of
-    /// tools/testing/selftests/p2pdma and checking the KUnit suites, and a canary
-    /// boot that must be caught by the splat check.
+    /// tools/testing/selftests/p2pdma and checking the KUnit suites; the last boot
+    /// ends, once its results are in, with a canary WARN that the splat check must
+    /// catch.
     #[command(after_help = ENVIRONMENT)]
     Test {
         /// Implementations to boot, comma-separated [default: every one the kernel has]
         #[arg(long = "impl", value_name = "IMPL,...", value_delimiter = ',', value_parser = ["c", "rust"])]
         impls: Option<Vec<String>>,
-        /// Skip the canary boot (a WARN through LKDTM that the splat check must catch)
+        /// Skip the canary (a WARN through LKDTM at the end of the last boot, which the
+        /// splat check must catch)
         #[arg(long)]
         no_canary: bool,
         /// Build the kernel's Rust code with CLIPPY=1

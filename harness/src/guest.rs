@@ -255,13 +255,29 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     let mut progress = b.cases.map(|n| crate::util::Progress::new("test", "cases", Some(n)));
     let mut cases = CaseCounter::default();
     let mut last_tick = Instant::now();
+    // Host-side time of every case (the guest's console has no clock on
+    // userspace lines): where a boot spends its minutes.
+    let mut times = fs::File::create(b.work.join("case-times.txt"))?;
+    let mut slowest: Vec<(f64, String)> = Vec::new();
+    let mut mark = Instant::now();
+    let mut running = String::new();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 writeln!(log, "{line}")?;
                 let is_case = cases.feed(&line);
+                let l = crate::tap::strip_kernel_prefix(&line);
+                if is_case || l.starts_with("harness: running") {
+                    let took = mark.elapsed().as_secs_f64();
+                    writeln!(times, "{:8.1} {took:7.1}  {l}", start.elapsed().as_secs_f64())?;
+                    if is_case {
+                        slowest.push((took, format!("{l} ({running})")));
+                    } else {
+                        running = l.trim_start_matches("harness: running ").to_string();
+                    }
+                    mark = Instant::now();
+                }
                 if interesting(&line) {
-                    let l = crate::tap::strip_kernel_prefix(&line);
                     match (&mut progress, b.cases) {
                         (Some(p), Some(total)) => {
                             p.println(&format!("    | {}{l}", if is_case { format!("[{}/{total}] ", cases.done) } else { String::new() }));
@@ -298,6 +314,10 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     }
     if let Some(p) = progress {
         p.finish();
+    }
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (took, l) in slowest.iter().take(5) {
+        println!("    slowest: {took:6.1} s  {l}");
     }
     let finished = !timed_out && b.work.join("results/done").exists();
     Ok(Outcome { console, qemu_stderr, finished, timed_out, seconds: start.elapsed().as_secs_f64() })

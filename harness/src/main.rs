@@ -213,6 +213,8 @@ struct TestBoot<'a> {
     cmdline: String,
     /// Guest timeout in minutes, unless `--timeout-min` says otherwise.
     minutes: u64,
+    /// End the boot with the canary (see [`judge_canary`]).
+    canary: bool,
 }
 
 /// The outcome of a [`TestBoot`], judged.
@@ -220,6 +222,31 @@ struct Judged {
     v: judge::Verdict,
     rel: judge::Reliability,
     results: PathBuf,
+    /// With [`TestBoot::canary`]: the console from the canary's marker line on
+    /// (`None`: the guest never got there), which the judge of the boot left out.
+    canary: Option<String>,
+}
+
+/// The console line that starts the canary (`canary()` of `guest/lib.sh`).
+const CANARY_MARKER: &str = "harness: canary: a deliberate WARN through LKDTM";
+
+/// Judges the canary: the WARN that the last test boot triggers through LKDTM
+/// after its results are written must be caught by the same kernel-log judge as
+/// every boot, which proves that a splat fails a run. Returns the summary line and
+/// whether it passed.
+fn judge_canary(j: &Judged) -> (String, bool) {
+    let results = j.results.join("canary");
+    let Some(tail) = &j.canary else {
+        return ("== canary: FAIL: the boot did not get to the canary".into(), false);
+    };
+    let mut v = judge::Verdict::default();
+    judge::judge_kernel(&mut v, tail, &results, "");
+    let caught = v.splats.iter().any(|s| s.kind == "WARN") && !v.ok();
+    if caught && results.join("done").exists() {
+        ("== canary: a WARN triggered through LKDTM was detected as a splat (the splat check works)".into(), true)
+    } else {
+        (format!("== canary: FAIL: the deliberate WARN was not detected (splats={:?})", v.splats), false)
+    }
 }
 
 /// Copies the test programs `programs` selects into `work/bin`: `TEST_GEN_PROGS`
@@ -248,10 +275,19 @@ fn copy_programs(p: &Paths, s: &Suite, work: &Path, programs: &dyn Fn(&str) -> b
 fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> Result<Judged> {
     let known = judge::known_failures(&s.known_text, b.imp);
     let binaries = copy_programs(p, s, work, b.programs)?;
-    write_run_sh(work, &format!("IMPL={}\nexport P2PDMA_STRESS_ITERS={}\nrun_tests\nfinish\n", b.imp, b.iters))?;
+    let canary = if b.canary { "canary\n" } else { "" };
+    write_run_sh(work, &format!("IMPL={}\nexport P2PDMA_STRESS_ITERS={}\nrun_tests\nfinish\n{canary}", b.imp, b.iters))?;
     let cmdline = base_cmdline(&format!("p2pdma.impl={} {} {}", b.imp, b.cmdline, o.extra_cmdline));
     let out = boot_in(p, b.profile, work, cmdline, o, b.minutes)?;
-    let console = fs::read_to_string(&out.console)?;
+    let mut console = fs::read_to_string(&out.console)?;
+    let canary = match console.find(CANARY_MARKER) {
+        Some(at) if b.canary => {
+            let tail = console[at..].to_string();
+            console.truncate(at);
+            Some(tail)
+        }
+        _ => None,
+    };
     let mut v = judge::Verdict::default();
     if let Err(e) = guest::require_finished(&out) {
         v.problems.push(e.to_string());
@@ -286,7 +322,7 @@ fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> R
     judge::judge_kunit(&mut v, &console, &s.kunit_suites);
     judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
     let rel = judge::reliability(&v, &results, b.iters, out.timed_out);
-    Ok(Judged { v, rel, results })
+    Ok(Judged { v, rel, results, canary })
 }
 
 /// The summary lines of a judged boot.
@@ -325,7 +361,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
     let mut all_ok = true;
     let mut lines = Vec::new();
     let mut total = judge::Totals::default();
-    for imp in &impls {
+    for (i, imp) in impls.iter().enumerate() {
         let b = TestBoot {
             profile,
             imp,
@@ -334,30 +370,22 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             cmdline: String::new(),
             // About a minute per stress round under TCG, on top of the rest.
             minutes: 40 + u64::from(iters) * 2,
+            // The last boot ends with the canary, once its results are in.
+            canary: o.canary && i + 1 == impls.len(),
         };
         let j = run_test_boot(&p, &suite, &b, o, &res.join(imp))?;
         total.add(&j.v, &j.rel);
         lines.extend(boot_lines(&format!("impl={imp}"), &j, imp));
         all_ok &= j.v.ok();
-    }
-
-    if o.canary {
-        // Prove that a kernel splat fails a run: trigger a WARN through LKDTM and
-        // check that the same judge catches it.
-        let work = res.join("canary");
-        write_run_sh(&work_dir(&work)?, "echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT\nfinish\n")?;
-        let out = boot_in(&p, profile, &work, base_cmdline(""), o, 15)?;
-        let console = fs::read_to_string(&out.console)?;
-        let mut v = judge::Verdict::default();
-        judge::judge_kernel(&mut v, &console, &work.join("results"), "");
-        let caught = v.splats.iter().any(|s| s.kind == "WARN") && !v.ok();
-        if caught && out.finished {
-            total.passed += 1;
-            lines.push("== canary: a WARN triggered through LKDTM was detected as a splat (the splat check works)".into());
-        } else {
-            total.failed += 1;
-            all_ok = false;
-            lines.push(format!("== canary: FAIL: the deliberate WARN was not detected (finished={}, splats={:?})", out.finished, v.splats));
+        if b.canary {
+            let (line, ok) = judge_canary(&j);
+            if ok {
+                total.passed += 1;
+            } else {
+                total.failed += 1;
+                all_ok = false;
+            }
+            lines.push(line);
         }
     }
 
@@ -404,6 +432,7 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
                 programs: &stress_only,
                 cmdline: String::new(),
                 minutes: 15 + u64::from(n) * per_round_s * guest::PROVIDER_KINDS.len() as u64 / 60,
+                canary: false,
             };
             let j = run_test_boot(&p, &suite, &b, o, &res.join(format!("{}-{imp}", profile.name())))?;
             total.add(&j.v, &j.rel);
@@ -434,6 +463,7 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
             programs: &|_| true,
             cmdline: "rcu_nocbs=all rcutree.enable_rcu_lazy=1".into(),
             minutes: 40 + u64::from(DEFAULT_STRESS_ITERS) * 2,
+            canary: false,
         };
         let j = run_test_boot(&p, &suite, &b, o, &res.join("debug-rust-lazy-rcu"))?;
         total.add(&j.v, &j.rel);
@@ -918,5 +948,29 @@ mod tests {
         assert!((bw - 33.554432).abs() < 1e-9);
         assert!(fio_bw(&f, "read").is_none());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn canary_judged_on_its_own_part() {
+        let dir = std::env::temp_dir().join(format!("canary-{}", std::process::id()));
+        fs::create_dir_all(dir.join("canary")).unwrap();
+        let warn = "[ 9.0] WARNING: CPU: 1 PID: 77 at drivers/misc/lkdtm/bugs.c:110 lkdtm_WARNING+0x1/0x2\n";
+        let judged = |canary: Option<String>| Judged {
+            v: judge::Verdict::default(),
+            rel: judge::Reliability::default(),
+            results: dir.clone(),
+            canary,
+        };
+        // The guest never got to the canary.
+        assert!(!judge_canary(&judged(None)).1);
+        // The WARN came but the canary did not finish.
+        assert!(!judge_canary(&judged(Some(format!("{CANARY_MARKER}\n{warn}")))).1);
+        fs::write(dir.join("canary/done"), "done\n").unwrap();
+        assert!(judge_canary(&judged(Some(format!("{CANARY_MARKER}\n{warn}")))).1);
+        // No WARN after the marker: the splat check missed it.
+        assert!(!judge_canary(&judged(Some(format!("{CANARY_MARKER}\nharness: finished\n")))).1);
+        fs::remove_dir_all(&dir).unwrap();
+        // The marker is the line lib.sh's canary() logs.
+        assert!(GUEST_LIB.contains(&format!("CANARY_MARKER=\"{}\"", CANARY_MARKER.trim_start_matches("harness: "))));
     }
 }
