@@ -215,6 +215,10 @@ struct TestBoot<'a> {
     minutes: u64,
     /// End the boot with the canary (see [`judge_canary`]).
     canary: bool,
+    /// Sweep fail-nth in p2pmem_fault_test on every provider (by default the
+    /// NVMe provider gets the fail points only when a p2pmem_bar provider, which
+    /// walks the same code, is swept in the same boot).
+    full_sweep: bool,
 }
 
 /// The outcome of a [`TestBoot`], judged.
@@ -276,7 +280,8 @@ fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> R
     let known = judge::known_failures(&s.known_text, b.imp);
     let binaries = copy_programs(p, s, work, b.programs)?;
     let canary = if b.canary { "canary\n" } else { "" };
-    write_run_sh(work, &format!("IMPL={}\nexport P2PDMA_STRESS_ITERS={}\nrun_tests\nfinish\n{canary}", b.imp, b.iters))?;
+    let sweep = if b.full_sweep { "FULL_SWEEP=1\n" } else { "" };
+    write_run_sh(work, &format!("IMPL={}\nexport P2PDMA_STRESS_ITERS={}\n{sweep}run_tests\nfinish\n{canary}", b.imp, b.iters))?;
     let cmdline = base_cmdline(&format!("p2pdma.impl={} {} {}", b.imp, b.cmdline, o.extra_cmdline));
     let out = boot_in(p, b.profile, work, cmdline, o, b.minutes)?;
     let mut console = fs::read_to_string(&out.console)?;
@@ -372,6 +377,7 @@ fn cmd_test(o: &Opts) -> Result<bool> {
             minutes: 40 + u64::from(iters) * 2,
             // The last boot ends with the canary, once its results are in.
             canary: o.canary && i + 1 == impls.len(),
+            full_sweep: false,
         };
         let j = run_test_boot(&p, &suite, &b, o, &res.join(imp))?;
         total.add(&j.v, &j.rel);
@@ -433,6 +439,7 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
                 cmdline: String::new(),
                 minutes: 15 + u64::from(n) * per_round_s * guest::PROVIDER_KINDS.len() as u64 / 60,
                 canary: false,
+                full_sweep: false,
             };
             let j = run_test_boot(&p, &suite, &b, o, &res.join(format!("{}-{imp}", profile.name())))?;
             total.add(&j.v, &j.rel);
@@ -464,6 +471,8 @@ fn cmd_soak(o: &Opts) -> Result<bool> {
             cmdline: "rcu_nocbs=all rcutree.enable_rcu_lazy=1".into(),
             minutes: 40 + u64::from(DEFAULT_STRESS_ITERS) * 2,
             canary: false,
+            // The long run sweeps the NVMe provider too.
+            full_sweep: true,
         };
         let j = run_test_boot(&p, &suite, &b, o, &res.join("debug-rust-lazy-rcu"))?;
         total.add(&j.v, &j.rel);
