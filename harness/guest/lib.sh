@@ -9,7 +9,7 @@ cd "$W" || exit 1
 
 log() { echo "harness: $*"; }
 
-CANARY_MARKER="canary: a deliberate WARN through LKDTM"
+CANARY_MARKER="harness: canary: a deliberate WARN through LKDTM"
 
 # nvme_by_serial SERIAL: prints "CTRL BDF" of the NVMe controller with that serial.
 nvme_by_serial() {
@@ -253,8 +253,10 @@ finish() {
 
 # canary: after finish (whose results it leaves as they are), a WARN through LKDTM
 # that the harness's splat check must find in the console after the marker line.
+# The marker goes through the kernel log, so that it keeps its place among the
+# kernel's lines on the console.
 canary() {
-	log "$CANARY_MARKER"
+	echo "$CANARY_MARKER" > /dev/kmsg
 	mkdir -p "$R/canary"
 	echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT
 	cat /proc/sys/kernel/tainted > "$R/canary/tainted"

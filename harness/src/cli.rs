@@ -89,7 +89,8 @@ pub enum Cmd {
     /// provider with P2PDMA_STRESS_ITERS rounds; a last boot (the Rust
     /// implementation, `rcu_nocbs=all rcutree.enable_rcu_lazy=1`) runs every test
     /// with RCU callbacks batched lazily, as on a battery-powered machine, and the
-    /// fail-nth sweep of p2pmem_fault_test on every provider. Any failed
+    /// fail-nth sweep of p2pmem_fault_test on every provider (but for NVMe unbind and
+    /// bind). Any failed
     /// case, splat, hang or leak fails the soak. Not part of `./run test`: it takes
     /// hours under TCG.
     #[command(after_help = ENVIRONMENT)]

@@ -215,9 +215,9 @@ struct TestBoot<'a> {
     minutes: u64,
     /// End the boot with the canary (see [`judge_canary`]).
     canary: bool,
-    /// Sweep fail-nth in p2pmem_fault_test on every provider (by default the
-    /// NVMe provider gets the fail points only when a p2pmem_bar provider, which
-    /// walks the same code, is swept in the same boot).
+    /// Sweep fail-nth in p2pmem_fault_test on every provider, but for NVMe unbind
+    /// and bind (by default the NVMe provider gets the fail points only when a
+    /// p2pmem_bar provider, which walks the same code, is swept in the same boot).
     full_sweep: bool,
 }
 
@@ -234,6 +234,21 @@ struct Judged {
 /// The console line that starts the canary (`canary()` of `guest/lib.sh`).
 const CANARY_MARKER: &str = "harness: canary: a deliberate WARN through LKDTM";
 
+/// Cuts `console` at the line of the canary's marker; returns the rest, from that
+/// line on, or `None` without the marker.
+fn split_canary(console: &mut String) -> Option<String> {
+    let at = console.find(CANARY_MARKER)?;
+    let at = console[..at].rfind('\n').map_or(0, |i| i + 1);
+    let tail = console[at..].to_string();
+    console.truncate(at);
+    Some(tail)
+}
+
+/// Whether a splat is the canary's: the WARN that LKDTM's `WARNING` triggers.
+fn is_canary(s: &crate::splat::Splat) -> bool {
+    s.kind == "WARN" && s.text.contains("lkdtm")
+}
+
 /// Judges the canary: the WARN that the last test boot triggers through LKDTM
 /// after its results are written must be caught by the same kernel-log judge as
 /// every boot, which proves that a splat fails a run. Returns the summary line and
@@ -245,7 +260,7 @@ fn judge_canary(j: &Judged) -> (String, bool) {
     };
     let mut v = judge::Verdict::default();
     judge::judge_kernel(&mut v, tail, &results, "");
-    let caught = v.splats.iter().any(|s| s.kind == "WARN") && !v.ok();
+    let caught = v.splats.iter().any(is_canary) && !v.ok();
     if caught && results.join("done").exists() {
         ("== canary: a WARN triggered through LKDTM was detected as a splat (the splat check works)".into(), true)
     } else {
@@ -285,14 +300,7 @@ fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> R
     let cmdline = base_cmdline(&format!("p2pdma.impl={} {} {}", b.imp, b.cmdline, o.extra_cmdline));
     let out = boot_in(p, b.profile, work, cmdline, o, b.minutes)?;
     let mut console = fs::read_to_string(&out.console)?;
-    let canary = match console.find(CANARY_MARKER) {
-        Some(at) if b.canary => {
-            let tail = console[at..].to_string();
-            console.truncate(at);
-            Some(tail)
-        }
-        _ => None,
-    };
+    let canary = if b.canary { split_canary(&mut console) } else { None };
     let mut v = judge::Verdict::default();
     if let Err(e) = guest::require_finished(&out) {
         v.problems.push(e.to_string());
@@ -326,6 +334,14 @@ fn run_test_boot(p: &Paths, s: &Suite, b: &TestBoot, o: &Opts, work: &Path) -> R
     }
     judge::judge_kunit(&mut v, &console, &s.kunit_suites);
     judge::judge_kernel(&mut v, &console, &results, &fs::read_to_string(&out.qemu_stderr).unwrap_or_default());
+    if let Some(tail) = &canary {
+        // Every splat after the marker but the canary's own WARN is the boot's
+        // (a late report, the shutdown path).
+        for s in crate::splat::scan(tail).into_iter().filter(|s| !is_canary(s)) {
+            v.problems.push(format!("kernel splat ({}) after the canary's marker: {}", s.kind, s.text));
+            v.splats.push(s);
+        }
+    }
     let rel = judge::reliability(&v, &results, b.iters, out.timed_out);
     Ok(Judged { v, rel, results, canary })
 }
@@ -633,7 +649,8 @@ fn run_mutant(
         for bin in &programs {
             fs::write(work.join("args").join(bin), m.args(bin))?;
         }
-        write_run_sh(work, &format!("IMPL=rust\nexport P2PDMA_STRESS_ITERS={DEFAULT_STRESS_ITERS}\nrun_tests\nfinish\n"))?;
+        // Only the named tests run: the fail-nth sweep of every provider is cheap.
+        write_run_sh(work, &format!("IMPL=rust\nexport P2PDMA_STRESS_ITERS={DEFAULT_STRESS_ITERS}\nFULL_SWEEP=1\nrun_tests\nfinish\n"))?;
         let cmdline = base_cmdline(&format!("p2pdma.impl=rust {}", o.extra_cmdline));
         boot_in(p, profile, work, cmdline, o, 40)?
     };
@@ -978,8 +995,16 @@ mod tests {
         assert!(judge_canary(&judged(Some(format!("{CANARY_MARKER}\n{warn}")))).1);
         // No WARN after the marker: the splat check missed it.
         assert!(!judge_canary(&judged(Some(format!("{CANARY_MARKER}\nharness: finished\n")))).1);
+        // A WARN that is not LKDTM's is not the canary.
+        let other = "[ 9.0] WARNING: CPU: 0 PID: 1 at mm/x.c:1 f+0x0/0x10\n";
+        assert!(!judge_canary(&judged(Some(format!("{CANARY_MARKER}\n{other}")))).1);
         fs::remove_dir_all(&dir).unwrap();
-        // The marker is the line lib.sh's canary() logs.
-        assert!(GUEST_LIB.contains(&format!("CANARY_MARKER=\"{}\"", CANARY_MARKER.trim_start_matches("harness: "))));
+        // The marker is the line lib.sh's canary() writes to the kernel log.
+        assert!(GUEST_LIB.contains(&format!("CANARY_MARKER=\"{CANARY_MARKER}\"")));
+        let mut console = format!("[ 1.0] boot\nok 1 x\n[ 8.0] {CANARY_MARKER}\n{warn}");
+        let tail = split_canary(&mut console).unwrap();
+        assert_eq!(console, "[ 1.0] boot\nok 1 x\n");
+        assert!(tail.starts_with("[ 8.0] harness: canary") && tail.contains("lkdtm"));
+        assert!(split_canary(&mut "[ 1.0] boot\n".to_string()).is_none());
     }
 }
