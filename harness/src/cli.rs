@@ -59,9 +59,9 @@ pub enum Cmd {
     /// ./run test first checks the harness itself (cargo fmt --check, cargo clippy
     /// -D warnings, cargo test). Then: the debug kernel build (KASAN, lockdep, ...),
     /// one boot per implementation running the kselftests of
-    /// tools/testing/selftests/p2pdma and checking the KUnit suites; the last boot
-    /// ends, once its results are in, with a canary WARN that the splat check must
-    /// catch.
+    /// tools/testing/selftests/p2pdma; the last boot also runs the KUnit suites,
+    /// and ends, once its results are in, with a canary WARN that the splat check
+    /// must catch.
     #[command(after_help = ENVIRONMENT)]
     Test {
         /// Implementations to boot, comma-separated [default: every one the kernel has]
