@@ -208,16 +208,30 @@ pub struct CaseCounter {
     pub done: u64,
 }
 
+/// What [`CaseCounter::feed`] saw in a console line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen<'a> {
+    /// A case's result.
+    Case,
+    /// The guest starting a test program (`harness: running <what>`): `<what>`.
+    Running(&'a str),
+    /// Anything else.
+    Other,
+}
+
 impl CaseCounter {
-    /// Feeds one console line; returns whether it was a case result.
-    pub fn feed(&mut self, line: &str) -> bool {
+    /// Feeds one console line; returns what it was.
+    pub fn feed<'a>(&mut self, line: &'a str) -> Seen<'a> {
         let l = crate::tap::strip_kernel_prefix(line);
-        if l.starts_with("harness: running") {
+        if let Some(what) = l.strip_prefix("harness: running") {
             self.running = true;
+            return Seen::Running(what.trim_start());
         }
-        let result = self.running && (l.starts_with("ok ") || l.starts_with("not ok "));
-        self.done += u64::from(result);
-        result
+        if self.running && (l.starts_with("ok ") || l.starts_with("not ok ")) {
+            self.done += 1;
+            return Seen::Case;
+        }
+        Seen::Other
     }
 }
 
@@ -265,15 +279,15 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 writeln!(log, "{line}")?;
-                let is_case = cases.feed(&line);
+                let seen = cases.feed(&line);
+                let is_case = seen == Seen::Case;
                 let l = crate::tap::strip_kernel_prefix(&line);
-                if is_case || l.starts_with("harness: running") {
+                if seen != Seen::Other {
                     let took = mark.elapsed().as_secs_f64();
                     writeln!(times, "{:8.1} {took:7.1}  {l}", start.elapsed().as_secs_f64())?;
-                    if is_case {
-                        slowest.push((took, format!("{l} ({running})")));
-                    } else {
-                        running = l.trim_start_matches("harness: running ").to_string();
+                    match seen {
+                        Seen::Running(what) => running = what.to_string(),
+                        _ => slowest.push((took, format!("{l} ({running})"))),
                     }
                     mark = Instant::now();
                 }
@@ -393,10 +407,11 @@ mod tests {
         let console = "[    1.0] KTAP version 1\n[    1.1]     ok 1 genalloc_alloc\n[    1.2] ok 1 genalloc\n\
                        harness: running p2pmem_test\nTAP version 13\n1..2\nok 1 p2pmem.mmap_rw\n# ok 2 not a result\n\
                        not ok 2 p2pmem.fork_shared\n[   50.0] ok 3 p2pmem.x # SKIP no CMB\n";
-        let results: Vec<bool> = console.lines().map(|l| c.feed(l)).collect();
+        let results: Vec<Seen<'_>> = console.lines().map(|l| c.feed(l)).collect();
         assert_eq!(c.done, 3);
-        assert_eq!(results.iter().filter(|r| **r).count(), 3);
-        assert!(!results[2], "KUnit's result at boot is not a case of the run");
+        assert_eq!(results.iter().filter(|r| **r == Seen::Case).count(), 3);
+        assert_eq!(results[2], Seen::Other, "KUnit's result at boot is not a case of the run");
+        assert_eq!(results[3], Seen::Running("p2pmem_test"));
     }
 
     #[test]
