@@ -170,7 +170,8 @@ run_demo() {
 # profile LABEL FIGURE: where the time of benchmark FIGURE goes on provider LABEL,
 # as a flat profile (self time per function, whole system) sampled on the CPU clock
 # (TCG has no PMU). The benchmark turns sampling on (perf's control FIFOs) only
-# while it measures: for 6, only while the processes holding p2pmem VMAs exit.
+# while it measures: for 6, only while the processes holding p2pmem VMAs exit; for 7,
+# only mmap and the in-order first touches (100 more rounds of them, for the samples).
 profile() {
 	log "perf profile of benchmark $2 on provider $1"
 	rm -f /tmp/perf.ctl /tmp/perf.ack
