@@ -169,7 +169,8 @@ run_demo() {
 
 # profile LABEL FIGURE: where the time of benchmark FIGURE goes on provider LABEL,
 # as a flat profile (self time per function, whole system) sampled on the CPU clock
-# (TCG has no PMU). The benchmark turns sampling on (perf's control FIFOs) only
+# (TCG has no PMU), and the same samples by caller (time spent in each function and
+# what it calls). The benchmark turns sampling on (perf's control FIFOs) only
 # while it measures: for 6, only while the processes holding p2pmem VMAs exit; for 7,
 # only mmap and the in-order first touches (100 more rounds of them, for the samples).
 profile() {
@@ -177,13 +178,15 @@ profile() {
 	rm -f /tmp/perf.ctl /tmp/perf.ack
 	mkfifo /tmp/perf.ctl /tmp/perf.ack
 	P2P_PERF_CTL=/tmp/perf.ctl P2P_PERF_ACK=/tmp/perf.ack \
-		perf record -e cpu-clock -F 2000 -a -o /tmp/perf.data -D -1 \
+		perf record -e cpu-clock -F 2000 -a -g -o /tmp/perf.data -D -1 \
 		--control fifo:/tmp/perf.ctl,/tmp/perf.ack -- \
 		"$W/bin/p2pmem_bench" 3 "$2" > /dev/null 2> "$R/perf-$1-$2.err"
 	echo "perf record: $?" >> "$R/perf-$1-$2.err"
 	rm -f /tmp/perf.ctl /tmp/perf.ack
-	perf report -i /tmp/perf.data --stdio --no-children --sort sym \
+	perf report -i /tmp/perf.data --stdio --no-children --sort sym -g none \
 		--percent-limit 0.5 > "$R/perf-$1-$2.txt" 2>> "$R/perf-$1-$2.err"
+	perf report -i /tmp/perf.data --stdio --children --sort sym -g none \
+		--percent-limit 1 > "$R/perf-$1-$2-callers.txt" 2>> "$R/perf-$1-$2.err"
 	rm -f /tmp/perf.data
 }
 
