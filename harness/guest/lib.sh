@@ -169,8 +169,9 @@ run_demo() {
 
 # profile LABEL FIGURE: where the time of benchmark FIGURE goes on provider LABEL,
 # as a flat profile (self time per function, whole system) sampled on the CPU clock
-# (TCG has no PMU), and the same samples by caller (time spent in each function and
-# what it calls). The benchmark turns sampling on (perf's control FIFOs) only
+# (TCG has no PMU), the same samples by caller (time spent in each function and
+# what it calls), and the call chains of each function above 0.5% (`-graph`). The
+# benchmark turns sampling on (perf's control FIFOs) only
 # while it measures: for 6, only while the processes holding p2pmem VMAs exit; for 7,
 # only mmap and the in-order first touches (100 more rounds of them, for the samples).
 profile() {
@@ -187,6 +188,8 @@ profile() {
 		--percent-limit 0.5 > "$R/perf-$1-$2.txt" 2>> "$R/perf-$1-$2.err"
 	perf report -i /tmp/perf.data --stdio --children --sort sym -g none \
 		--percent-limit 1 > "$R/perf-$1-$2-callers.txt" 2>> "$R/perf-$1-$2.err"
+	perf report -i /tmp/perf.data --stdio --no-children --sort sym -g caller,0.5,callee \
+		--percent-limit 0.5 > "$R/perf-$1-$2-graph.txt" 2>> "$R/perf-$1-$2.err"
 	rm -f /tmp/perf.data
 }
 
